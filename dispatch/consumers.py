@@ -1,0 +1,367 @@
+"""``/ws/session``: a browser's socket.
+
+The consumer owns what belongs to its one socket: the audio buffer, the utterance counter and
+the jobs it submitted. Everything shared goes through ``dispatch.services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import logging
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from dispatch import protocol, selectors, services
+from dispatch.cutter import Cutter, CutReason
+from dispatch.protocol import (
+    AudioChunk,
+    ClientHeartbeat,
+    CloseCode,
+    ErrorCode,
+    Ignored,
+    ProtocolError,
+    SessionClose,
+    SessionInit,
+    Utterance,
+    decode_session_frame,
+)
+from dispatch.services import Cut, Dispatched, SessionSpec
+from dispatch.sockets import FrameConsumer
+from pools.rules import auto_pool_name, one_way_need, two_way_need
+
+log = logging.getLogger("dispatch.sessions")
+
+DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False}
+FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
+
+
+class RateLimiter:
+    """A token bucket of twice the per-second rate, and the run of seconds with drops."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = 2 * rate
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.last_drop_second = -1
+        self.drop_run = 0
+        self.last_warning = -1.0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        second = int(now)
+        if second != self.last_drop_second:
+            self.drop_run = self.drop_run + 1 if second == self.last_drop_second + 1 else 1
+            self.last_drop_second = second
+        return False
+
+    def should_warn(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_warning >= 1:
+            self.last_warning = now
+            return True
+        return False
+
+    @property
+    def flooding(self) -> bool:
+        return self.drop_run >= FLOOD_SECONDS
+
+
+class SessionConsumer(FrameConsumer):
+    async def connect(self) -> None:
+        await self.accept()
+        self.spec: SessionSpec | None = None
+        self.source: str | None = None  # "audio_chunk" or "utterance", whichever came first
+        self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
+        self.next_index = 0
+        self.used_indexes: set[int] = set()
+        self.inflight: set[int] = set()  # utterance indexes submitted and not ended
+        self.jobs: dict[str, int] = {}  # job id → utterance index, once dispatched
+        self.waiting: collections.deque[Cut] = collections.deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.pause_timer: asyncio.TimerHandle | None = None
+        self.limiter = RateLimiter(settings.SCHEDULER_RATE_LIMIT_PER_S)
+
+    async def disconnect(self, code: int) -> None:
+        await self.end_session()
+
+    async def receive_frame(self, text: str) -> None:
+        if not self.limiter.take():
+            if self.limiter.flooding:
+                await self.close(code=CloseCode.POLICY)
+            elif self.limiter.should_warn():
+                await self.send_error(ErrorCode.RATE_LIMITED, "You are sending too fast; frames are being dropped.")
+            return
+        frame = decode_session_frame(text)
+        if isinstance(frame, Ignored):
+            await self.frame_ignored(frame.type)
+        elif isinstance(frame, SessionInit):
+            await self.session_init(frame)
+        else:
+            spec = self.check_session(frame.session_id)
+            if isinstance(frame, AudioChunk):
+                await self.audio_chunk(spec, frame)
+            elif isinstance(frame, Utterance):
+                await self.utterance(spec, frame)
+            elif isinstance(frame, ClientHeartbeat):
+                await self.send_frame(protocol.server_heartbeat(spec.session_id, services.now_ms()))
+            elif isinstance(frame, SessionClose):
+                await self.end_session()
+                await self.send_frame(protocol.session_close_ack(spec.session_id))
+
+    def check_session(self, session_id: str) -> SessionSpec:
+        if self.spec is None:
+            raise ProtocolError("Start a session with session_init first.")
+        if session_id != self.spec.session_id:
+            raise ProtocolError(
+                f"This socket's session is {self.spec.session_id}, not {session_id}.", ErrorCode.INVALID_SESSION
+            )
+        return self.spec
+
+    # --- session_init / close ---
+
+    async def session_init(self, frame: SessionInit) -> None:
+        if frame.src_lang == "auto":
+            if not frame.lang_a or not frame.lang_b:
+                raise ProtocolError('A two-way session (src_lang "auto") needs lang_a and lang_b.')
+            if frame.lang_a == frame.lang_b:
+                raise ProtocolError("lang_a and lang_b must be different languages.")
+            need, mode = two_way_need(frame.lang_a, frame.lang_b), "two_way_auto"
+        else:
+            if frame.src_lang == frame.tgt_lang:
+                raise ProtocolError("src_lang and tgt_lang must be different languages.")
+            need, mode = one_way_need(frame.src_lang, frame.tgt_lang), "one_way"
+        if not await selectors.need_covered(need):
+            raise ProtocolError(
+                f"No pool serves {need.replace('>', ' → ').replace('~', ' ↔ ')} right now.",
+                ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
+            )
+        if self.spec is not None:
+            old = self.spec.session_id
+            await self.end_session()
+            await self.send_frame(protocol.session_close_ack(old))
+        two_way = mode == "two_way_auto"
+        self.spec = SessionSpec(
+            session_id=services.new_session_id(),
+            trace_id=frame.trace_id or services.new_trace_id(),
+            channel=self.channel_name,
+            need=need,
+            auto_pool=auto_pool_name(need),
+            src_lang=frame.src_lang,
+            tgt_lang=frame.tgt_lang,
+            dialect=frame.dialect,
+            features=frame.features or {},
+            mode=mode,
+            lang_a=frame.lang_a if two_way else None,
+            lang_b=frame.lang_b if two_way else None,
+            auto_langs=frame.auto_langs,
+            enable_streaming_asr=bool(frame.enable_streaming_asr),
+        )
+        await services.session_open(
+            session_id=self.spec.session_id, trace_id=self.spec.trace_id, channel=self.channel_name
+        )
+        log.info("session opened", extra={"session_id": self.spec.session_id, "trace_id": self.spec.trace_id})
+        await self.send_frame(protocol.session_init_ack(self.spec.session_id, self.spec.trace_id))
+
+    async def end_session(self) -> None:
+        """Forget the session: its buffer, its waiting utterances, its unfinished jobs."""
+        if self.pause_timer is not None:
+            self.pause_timer.cancel()
+            self.pause_timer = None
+        for task in self.tasks:
+            task.cancel()
+        spec, job_ids = self.spec, list(self.jobs)
+        self.spec, self.source = None, None
+        self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
+        self.next_index = 0
+        self.used_indexes.clear()
+        self.inflight.clear()
+        self.jobs.clear()
+        self.waiting.clear()
+        if spec is not None:
+            try:
+                await services.session_close(session_id=spec.session_id, job_ids=job_ids)
+            except redis.RedisError:
+                log.warning("session not closed in the store: unreachable", extra={"session_id": spec.session_id})
+
+    # --- audio in ---
+
+    def use_source(self, source: str) -> None:
+        if self.source not in (None, source):
+            raise ProtocolError(f"This session sends {self.source} frames; it cannot mix in {source}.")
+        self.source = source
+
+    async def audio_chunk(self, spec: SessionSpec, frame: AudioChunk) -> None:
+        self.use_source("audio_chunk")
+        try:
+            payload = base64.b64decode(frame.payload or "", validate=True)
+            cut = self.cutter.add(payload, final=frame.is_final)
+        except (binascii.Error, ValueError) as error:
+            raise ProtocolError(f"The audio_chunk payload is not Opus in length-prefixed framing ({error}); dropped.") from None
+        self.restart_pause_timer()
+        if cut is not None:
+            await self.submit_cut(spec, cut.audio, cut.reason, cut.turn_id)
+
+    def restart_pause_timer(self) -> None:
+        if self.pause_timer is not None:
+            self.pause_timer.cancel()
+        self.pause_timer = asyncio.get_running_loop().call_later(
+            settings.SCHEDULER_PAUSE_MS / 1000, lambda: self.start_task(self.on_pause())
+        )
+
+    async def on_pause(self) -> None:
+        self.pause_timer = None
+        cut = self.cutter.cut(CutReason.PAUSE)
+        if cut is not None and self.spec is not None:
+            await self.submit_cut(self.spec, cut.audio, cut.reason, cut.turn_id)
+
+    async def submit_cut(self, spec: SessionSpec, audio: bytes, reason: CutReason, turn_id: str) -> None:
+        index = self.next_index
+        self.next_index += 1
+        await self.enqueue(
+            Cut(
+                utterance_index=index,
+                audio_b64=base64.b64encode(audio).decode(),
+                audio_format="opus",
+                sample_rate=16000,
+                pipeline=DEFAULT_PIPELINE,
+                turn_id=turn_id,
+                manual=reason is CutReason.MANUAL,
+                timeout=reason is CutReason.PAUSE,
+                max_duration=reason is CutReason.MAX_DURATION,
+                cut_ms=services.now_ms(),
+            )
+        )
+
+    async def utterance(self, spec: SessionSpec, frame: Utterance) -> None:
+        self.use_source("utterance")
+        if frame.utterance_index < 0 or frame.utterance_index in self.used_indexes:
+            raise ProtocolError(f"utterance_index {frame.utterance_index} was already used (or is negative).")
+        try:
+            base64.b64decode(frame.audio, validate=True)
+        except binascii.Error:
+            raise ProtocolError("The utterance audio is not valid base64; dropped.") from None
+        self.used_indexes.add(frame.utterance_index)
+        pipeline = dict(DEFAULT_PIPELINE)
+        if frame.pipeline is not None:
+            pipeline |= {k: v for k, v in protocol.msgspec.structs.asdict(frame.pipeline).items() if v is not None}
+        await self.enqueue(
+            Cut(
+                utterance_index=frame.utterance_index,
+                audio_b64=frame.audio,
+                audio_format=frame.audio_format,
+                sample_rate=frame.sample_rate,
+                pipeline=pipeline,
+                turn_id=services.new_trace_id(),
+                manual=True,
+                timeout=False,
+                max_duration=False,
+                cut_ms=services.now_ms(),
+            )
+        )
+
+    # --- jobs ---
+
+    async def enqueue(self, cut: Cut) -> None:
+        """At most SCHEDULER_SESSION_MAX_INFLIGHT jobs; as many more wait in order; beyond that
+        the utterance is dropped with RATE_LIMITED."""
+        limit = settings.SCHEDULER_SESSION_MAX_INFLIGHT
+        if len(self.inflight) < limit:
+            self.place(cut)
+        elif len(self.waiting) < limit:
+            self.waiting.append(cut)
+        else:
+            await self.send_error(
+                ErrorCode.RATE_LIMITED,
+                "Too many utterances are waiting for translation; this one was dropped.",
+                utterance_index=cut.utterance_index,
+                trace_id=self.spec.trace_id if self.spec else None,
+            )
+
+    def place(self, cut: Cut) -> None:
+        self.inflight.add(cut.utterance_index)
+        self.start_task(self.dispatch_cut(self.spec, cut))
+
+    def start_task(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def dispatch_cut(self, spec: SessionSpec | None, cut: Cut) -> None:
+        if spec is None:
+            return
+
+        async def dispatched(job: Dispatched) -> None:
+            self.jobs[job.job_id] = cut.utterance_index
+            await self.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
+
+        try:
+            await services.job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
+        except services.NoAvailableNode as error:
+            await self.send_frame(
+                self.event(spec, cut, error.job_id, "ERROR", status="error", error_code=ErrorCode.NO_AVAILABLE_NODE)
+            )
+            await self.send_frame(
+                protocol.error_frame(
+                    ErrorCode.NO_AVAILABLE_NODE,
+                    "No translation node is free for this language pair right now; please try again.",
+                    trace_id=spec.trace_id,
+                    utterance_index=cut.utterance_index,
+                    job_id=error.job_id,
+                )
+            )
+            self.job_done(cut.utterance_index)
+        except redis.RedisError:
+            log.warning("job not placed: store unreachable", extra={"session_id": spec.session_id})
+            await self.send_frame(
+                protocol.error_frame(
+                    ErrorCode.INTERNAL_ERROR,
+                    "The scheduler's store is unreachable, so this utterance was not translated.",
+                    trace_id=spec.trace_id,
+                    utterance_index=cut.utterance_index,
+                )
+            )
+            self.job_done(cut.utterance_index)
+
+    def event(self, spec: SessionSpec, cut: Cut, job_id: str, event: str, **extra: Any) -> dict[str, Any]:
+        return protocol.ui_event(
+            trace_id=spec.trace_id,
+            session_id=spec.session_id,
+            job_id=job_id,
+            utterance_index=cut.utterance_index,
+            event=event,
+            elapsed_ms=max(0, services.now_ms() - cut.cut_ms),
+            **extra,
+        )
+
+    def job_done(self, index: int) -> None:
+        self.inflight.discard(index)
+        while self.waiting and len(self.inflight) < settings.SCHEDULER_SESSION_MAX_INFLIGHT:
+            self.place(self.waiting.popleft())
+
+    # --- messages from dispatch services (channel layer) ---
+
+    async def job_ended(self, message: dict[str, Any]) -> None:
+        index = self.jobs.pop(message["job_id"], None)
+        if index is None:
+            return  # a job of a session this socket has closed
+        for text in message["frames"]:
+            await self.send(text_data=text)
+        self.job_done(index)
+
+    async def job_event(self, message: dict[str, Any]) -> None:
+        if message["job_id"] not in self.jobs:
+            return
+        for text in message["frames"]:
+            await self.send(text_data=text)

@@ -1,0 +1,99 @@
+"""Every Redis key of live state, named in one place.
+
+All keys start with ``SCHEDULER_REDIS_PREFIX`` so deployments and test runs can share a server.
+The Lua scripts build the same names from the prefix they are given (see ``scripts/lib.lua``);
+``docs/architecture.md`` lists what each key holds.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def prefix() -> str:
+    return settings.SCHEDULER_REDIS_PREFIX
+
+
+def config() -> str:
+    """hash: ``version`` (of the published pool config), ``json`` (compiled config), ``auto``."""
+    return f"{prefix()}:config"
+
+
+def routes() -> str:
+    """hash: need (``zh>en`` or ``en~zh``) → JSON ``[[pool, strategy], ...]`` (admin pools)."""
+    return f"{prefix()}:routes"
+
+
+def slot_overrides() -> str:
+    """hash: node id → slots set by an admin."""
+    return f"{prefix()}:slots"
+
+
+def node(node_id: str) -> str:
+    """hash: one node's live record (status, slots, used, caps, pools, load, channel...)."""
+    return f"{prefix()}:node:{node_id}"
+
+
+def node_jobs(node_id: str) -> str:
+    """set: the jobs whose current attempt this node holds."""
+    return f"{prefix()}:node:{node_id}:jobs"
+
+
+def nodes() -> str:
+    """set: every node id that has a record (live or offline for 15 minutes)."""
+    return f"{prefix()}:nodes"
+
+
+def pool(name: str) -> str:
+    """set: the pool's dispatchable members (connected, ready, not drained)."""
+    return f"{prefix()}:pool:{name}"
+
+
+def leases() -> str:
+    """zset: connected node id → lease deadline (ms, Redis clock)."""
+    return f"{prefix()}:leases"
+
+
+def drained() -> str:
+    """set: node ids drained until resumed (kept apart from node records, survives reconnects)."""
+    return f"{prefix()}:drained"
+
+
+def revoked_tokens() -> str:
+    """set: ids of revoked node tokens, so a live node's next heartbeat is refused."""
+    return f"{prefix()}:revoked"
+
+
+def job(job_id: str) -> str:
+    """hash: a job in flight with its ``job_assign`` body (audio included) until it ends."""
+    return f"{prefix()}:job:{job_id}"
+
+
+def deadlines() -> str:
+    """zset: job id → deadline of its current attempt (ms, Redis clock)."""
+    return f"{prefix()}:deadlines"
+
+
+def story(job_id: str) -> str:
+    """hash: what happened to a job (no audio), kept SCHEDULER_JOB_HISTORY_S after it ends."""
+    return f"{prefix()}:story:{job_id}"
+
+
+def session(session_id: str) -> str:
+    """hash: a session's trace id, channel and last node (for ``sticky``)."""
+    return f"{prefix()}:session:{session_id}"
+
+
+def sessions() -> str:
+    """zset: open session id → last activity (ms)."""
+    return f"{prefix()}:sessions"
+
+
+def metrics() -> str:
+    """hash: fleet-wide counters written by the scripts."""
+    return f"{prefix()}:metrics"
+
+
+def worker(name: str) -> str:
+    """string with a TTL: a scheduler_worker copy is alive."""
+    return f"{prefix()}:worker:{name}"

@@ -1,0 +1,462 @@
+"""Every frame of the wire protocol (PROTOCOL.md) and every error code, in one place.
+
+Incoming frames are decoded straight into typed structs: unknown fields are ignored, ``null`` is
+accepted for every optional field, and types are strict (a number sent as a string is refused).
+Outgoing frames are built by the functions at the bottom, so names and fields live only here.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+import msgspec
+
+# --- Error and close codes ---------------------------------------------------------------
+
+
+class ErrorCode(enum.StrEnum):
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    INVALID_SESSION = "INVALID_SESSION"
+    UNSUPPORTED_LANGUAGE_PAIR = "UNSUPPORTED_LANGUAGE_PAIR"
+    NO_AVAILABLE_NODE = "NO_AVAILABLE_NODE"
+    JOB_TIMEOUT = "JOB_TIMEOUT"
+    NODE_ID_MISMATCH = "NODE_ID_MISMATCH"
+    RATE_LIMITED = "RATE_LIMITED"
+    PROCESSING_ERROR = "PROCESSING_ERROR"
+    MODEL_NOT_AVAILABLE = "MODEL_NOT_AVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class CloseCode(enum.IntEnum):
+    POLICY = 1008  # rate limit
+    TOO_BIG = 1009
+    RECONNECT = 1012  # server restarting, store lost, or the node's lease expired
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    TAKEN_OVER = 4409
+
+
+class ProtocolError(Exception):
+    """A frame the protocol refuses; ``message`` is a sentence for the client."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.INVALID_MESSAGE) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- Shared pieces -----------------------------------------------------------------------
+
+ServiceType = str  # asr nmt tts tone semantic phonetic punctuation (others are ignored)
+
+
+class LanguageCapabilities(msgspec.Struct):
+    asr_languages: list[str] | None = None
+    tts_languages: list[str] | None = None
+    semantic_languages: list[str] | None = None
+    semantic_core_ready: bool | None = None
+
+
+class CapabilityEntry(msgspec.Struct):
+    type: str
+    ready: bool
+    reason: str | None = None
+    devices: list[str] | None = None
+
+
+class InstalledService(msgspec.Struct):
+    service_id: str
+    type: str
+    device: str | None = None
+    status: str | None = None
+    version: str | None = None
+    model_id: str | None = None
+
+
+class ResourceUsage(msgspec.Struct):
+    cpu_percent: float | None = None
+    gpu_percent: float | None = None
+    gpu_mem_percent: float | None = None
+    mem_percent: float | None = None
+    running_jobs: int | None = None
+
+
+class Pipeline(msgspec.Struct):
+    use_asr: bool | None = None
+    use_nmt: bool | None = None
+    use_tts: bool | None = None
+    use_semantic: bool | None = None
+    use_tone: bool | None = None
+
+
+class ErrorInfo(msgspec.Struct):
+    code: str | None = None
+    message: str | None = None
+    details: Any = None
+
+
+class _Frame(msgspec.Struct, tag_field="type", kw_only=True):
+    pass
+
+
+# --- node → server -----------------------------------------------------------------------
+
+
+class _NodeCapabilityFields(_Frame):
+    language_capabilities: LanguageCapabilities | None = None
+    capability_by_type: list[CapabilityEntry] | None = None
+    installed_services: list[InstalledService] | None = None
+
+
+class NodeRegister(_NodeCapabilityFields, tag="node_register"):
+    node_id: str | None = None
+    max_concurrent_jobs: int | None = None
+    version: str | None = None
+    capability_schema_version: str | None = None
+    platform: str | None = None
+    hardware: dict[str, Any] | None = None
+    installed_models: list[Any] | None = None
+    features_supported: Any = None
+    advanced_features: Any = None
+    accept_public_jobs: bool | None = None
+
+
+class NodeHeartbeat(_NodeCapabilityFields, tag="node_heartbeat", kw_only=True):
+    node_id: str
+    timestamp: int | float | None = None
+    resource_usage: ResourceUsage | None = None
+
+
+class JobResult(_Frame, tag="job_result"):
+    job_id: str
+    attempt_id: int
+    node_id: str
+    session_id: str
+    utterance_index: int
+    success: bool
+    trace_id: str | None
+    text_asr: str | None = None
+    text_translated: str | None = None
+    tts_audio: str | None = None
+    tts_format: str | None = None
+    extra: dict[str, Any] | None = None
+    processing_time_ms: int | float | None = None
+    error: ErrorInfo | None = None
+    asr_quality_level: Any = None
+    reason_codes: Any = None
+    quality_score: Any = None
+    rerun_count: Any = None
+    segments_meta: Any = None
+    node_completed_at_ms: int | float | None = None
+
+
+class NodeAsrPartial(_Frame, tag="asr_partial"):
+    job_id: str
+    node_id: str
+    session_id: str
+    utterance_index: int
+    text: str
+    is_final: bool
+    trace_id: str | None
+
+
+class JobAck(_Frame, tag="job_ack"):
+    job_id: str
+    attempt_id: int
+    node_id: str
+    session_id: str
+    trace_id: str | None
+
+
+class JobStarted(_Frame, tag="job_started"):
+    job_id: str
+    attempt_id: int
+    node_id: str
+    session_id: str
+    trace_id: str | None
+
+
+class NodeError(_Frame, tag="node_error"):
+    node_id: str
+    code: str
+    message: str
+    details: Any = None
+
+
+class NodeControl(_Frame, tag="node_control"):
+    command: Literal["drain", "resume"]
+    reason: str | None = None
+
+
+NodeFrame = (
+    NodeRegister | NodeHeartbeat | JobResult | NodeAsrPartial | JobAck | JobStarted | NodeError
+    | NodeControl
+)
+NODE_IGNORED = frozenset({"tts_started", "tts_play_ended"})
+
+# --- browser → server --------------------------------------------------------------------
+
+
+class SessionInit(_Frame, tag="session_init"):
+    client_version: str
+    platform: str
+    src_lang: str
+    tgt_lang: str
+    dialect: str | None = None
+    features: dict[str, Any] | None = None
+    pairing_code: str | None = None
+    tenant_id: str | None = None
+    mode: Literal["one_way", "two_way_auto"] | None = None
+    lang_a: str | None = None
+    lang_b: str | None = None
+    auto_langs: list[str] | None = None
+    enable_streaming_asr: bool | None = None
+    partial_update_interval_ms: int | None = None
+    trace_id: str | None = None
+
+
+class AudioChunk(_Frame, tag="audio_chunk"):
+    session_id: str
+    seq: int
+    is_final: bool
+    payload: str | None = None
+    client_timestamp_ms: int | float | None = None
+
+
+class Utterance(_Frame, tag="utterance"):
+    session_id: str
+    utterance_index: int
+    manual_cut: bool
+    src_lang: str
+    tgt_lang: str
+    audio: str
+    audio_format: str
+    sample_rate: int
+    mode: str | None = None
+    lang_a: str | None = None
+    lang_b: str | None = None
+    auto_langs: list[str] | None = None
+    pipeline: Pipeline | None = None
+    trace_id: str | None = None
+
+
+class ClientHeartbeat(_Frame, tag="client_heartbeat"):
+    session_id: str
+    timestamp: int | float | None = None
+
+
+class SessionClose(_Frame, tag="session_close"):
+    session_id: str
+    reason: str | None = None
+
+
+SessionFrame = SessionInit | AudioChunk | Utterance | ClientHeartbeat | SessionClose
+SESSION_IGNORED = frozenset({"tts_started", "tts_play_ended"})
+IGNORED_PREFIXES = ("room_", "webrtc_")
+
+_node_decoder = msgspec.json.Decoder(NodeFrame)
+_session_decoder = msgspec.json.Decoder(SessionFrame)
+
+
+class _TypeOnly(msgspec.Struct):
+    type: Any = None
+
+
+_type_decoder = msgspec.json.Decoder(_TypeOnly)
+
+
+class Ignored:
+    """A frame the protocol lets pass unused; ``type`` is counted, nothing is answered."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, frame_type: str) -> None:
+        self.type = frame_type
+
+
+def _decode(raw: str | bytes, decoder: msgspec.json.Decoder[Any], ignored: frozenset[str]) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        try:
+            frame_type = _type_decoder.decode(raw).type
+        except msgspec.DecodeError:
+            if isinstance(error, msgspec.ValidationError):
+                raise ProtocolError("A frame must be a JSON object.") from None
+            raise ProtocolError("The frame is not valid JSON.") from None
+        if frame_type is None:
+            raise ProtocolError("The frame has no \"type\" field.") from None
+        if not isinstance(frame_type, str):
+            raise ProtocolError("The frame's \"type\" must be a string.") from None
+        if frame_type in ignored or frame_type.startswith(IGNORED_PREFIXES):
+            return Ignored(frame_type)
+        if f"'{frame_type}'" in str(error) and "$.type" in str(error):
+            raise ProtocolError(f"Unknown message type {frame_type!r}.") from None
+        raise ProtocolError(f"Malformed {frame_type} frame: {error}.") from None
+
+
+def decode_node_frame(raw: str | bytes) -> NodeFrame | Ignored:
+    return _decode(raw, _node_decoder, NODE_IGNORED)
+
+
+def decode_session_frame(raw: str | bytes) -> SessionFrame | Ignored:
+    return _decode(raw, _session_decoder, SESSION_IGNORED)
+
+
+# --- server → client ---------------------------------------------------------------------
+
+encode = msgspec.json.Encoder().encode
+
+
+def error_frame(
+    code: ErrorCode,
+    message: str,
+    *,
+    trace_id: str | None = None,
+    utterance_index: int | None = None,
+    job_id: str | None = None,
+    details: Any = None,
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+    for key, value in (
+        ("details", details),
+        ("trace_id", trace_id),
+        ("utterance_index", utterance_index),
+        ("job_id", job_id),
+    ):
+        if value is not None:
+            frame[key] = value
+    return frame
+
+
+def node_register_ack(node_id: str, status: str) -> dict[str, Any]:
+    return {"type": "node_register_ack", "node_id": node_id, "message": "registered", "status": status}
+
+
+def session_init_ack(session_id: str, trace_id: str) -> dict[str, Any]:
+    return {
+        "type": "session_init_ack",
+        "session_id": session_id,
+        "assigned_node_id": None,
+        "message": "session created",
+        "trace_id": trace_id,
+        "protocol_version": "1.0",
+        "use_binary_frame": False,
+        "negotiated_codec": "opus",
+        "negotiated_audio_format": "opus",
+        "negotiated_sample_rate": 16000,
+        "negotiated_channel_count": 1,
+    }
+
+
+def server_heartbeat(session_id: str, now_ms: int) -> dict[str, Any]:
+    return {"type": "server_heartbeat", "session_id": session_id, "timestamp": now_ms}
+
+
+def session_close_ack(session_id: str) -> dict[str, Any]:
+    return {"type": "session_close_ack", "session_id": session_id}
+
+
+def ui_event(
+    *,
+    trace_id: str,
+    session_id: str,
+    job_id: str,
+    utterance_index: int,
+    event: str,
+    elapsed_ms: int,
+    status: str = "ok",
+    error_code: str | None = None,
+    hint: str | None = None,
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "ui_event",
+        "trace_id": trace_id,
+        "session_id": session_id,
+        "job_id": job_id,
+        "utterance_index": utterance_index,
+        "event": event,
+        "elapsed_ms": elapsed_ms,
+        "status": status,
+    }
+    if error_code is not None:
+        frame["error_code"] = error_code
+    if hint is not None:
+        frame["hint"] = hint
+    return frame
+
+
+def job_cancel(job_id: str, reason: str, trace_id: str | None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "job_cancel", "job_id": job_id, "reason": reason}
+    if trace_id is not None:
+        frame["trace_id"] = trace_id
+    return frame
+
+
+def node_control(command: str, reason: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "node_control", "command": command}
+    if reason is not None:
+        frame["reason"] = reason
+    return frame
+
+
+def asr_partial(
+    *, session_id: str, utterance_index: int, job_id: str, text: str, is_final: bool, trace_id: str
+) -> dict[str, Any]:
+    return {
+        "type": "asr_partial",
+        "session_id": session_id,
+        "utterance_index": utterance_index,
+        "job_id": job_id,
+        "text": text,
+        "is_final": is_final,
+        "trace_id": trace_id,
+    }
+
+
+RESULT_PASSTHROUGH = ("asr_quality_level", "reason_codes", "quality_score", "rerun_count", "segments_meta")
+
+
+def translation_result(
+    result: JobResult, *, session_id: str, utterance_index: int, trace_id: str, now_ms: int
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "translation_result",
+        "session_id": session_id,
+        "utterance_index": utterance_index,
+        "job_id": result.job_id,
+        "text_asr": result.text_asr or "",
+        "text_translated": result.text_translated or "",
+        "tts_audio": result.tts_audio or "",
+        "tts_format": result.tts_format,
+        "trace_id": trace_id,
+        "scheduler_sent_at_ms": now_ms,
+    }
+    if result.extra is not None:
+        frame["extra"] = result.extra
+        timings = result.extra.get("service_timings")
+        if timings is not None:
+            frame["service_timings"] = timings
+    for name in RESULT_PASSTHROUGH:
+        value = getattr(result, name)
+        if value is not None:
+            frame[name] = value
+    return frame
+
+
+def missing_result(
+    *, session_id: str, utterance_index: int, trace_id: str, created_at_ms: int
+) -> dict[str, Any]:
+    return {
+        "type": "missing_result",
+        "session_id": session_id,
+        "utterance_index": utterance_index,
+        "reason": "silence_detected",
+        "created_at_ms": created_at_ms,
+        "trace_id": trace_id,
+    }
+
+
+def is_empty_result(result: JobResult) -> bool:
+    return not (result.text_asr or result.text_translated or result.tts_audio)

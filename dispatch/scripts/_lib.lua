@@ -1,0 +1,162 @@
+-- Shared by every script: prepended to each one when it is loaded (dispatch/store.py).
+-- ARGV[1] is always the key prefix; key names mirror dispatch/keys.py.
+local P = ARGV[1]
+local function k(...)
+  return P .. ':' .. table.concat({...}, ':')
+end
+
+-- The Redis server's clock, in ms: deadlines and leases never depend on a process's clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Park-Miller generator seeded by the caller: math.random is seeded alike on every call before
+-- Redis 7, so it would pick the same "random" node each time.
+local seed = 1
+local function rand_seed(s)
+  seed = (tonumber(s) % 2147483646) + 1
+end
+local function rand_int(n)
+  seed = (seed * 16807) % 2147483647
+  return (seed % n) + 1
+end
+
+local function shuffle(list)
+  for i = #list, 2, -1 do
+    local j = rand_int(i)
+    list[i], list[j] = list[j], list[i]
+  end
+  return list
+end
+
+local function split(text)
+  local out = {}
+  if text then
+    for item in string.gmatch(text, '[^,]+') do out[item] = true end
+  end
+  return out
+end
+
+local function decode_list(raw)
+  if not raw or raw == '' then return {} end
+  return cjson.decode(raw)
+end
+
+-- What a connected node's status is, from its pools and the drain flag.
+local function live_status(node_id, pools)
+  if redis.call('SISMEMBER', k('drained'), node_id) == 1 then return 'draining' end
+  if #pools > 0 then return 'ready' end
+  return 'registering'
+end
+
+-- Move a node between pool sets: out of every old pool, into every new one when ready.
+local function set_membership(node_id, old_pools, new_pools, status)
+  for _, name in ipairs(old_pools) do redis.call('SREM', k('pool', name), node_id) end
+  if status == 'ready' then
+    for _, name in ipairs(new_pools) do redis.call('SADD', k('pool', name), node_id) end
+  end
+end
+
+local function slots_for(node_id, requested)
+  local override = redis.call('HGET', k('slots'), node_id)
+  return tonumber(override) or tonumber(requested)
+end
+
+-- Free slots of a node, 0 unless it is ready.
+local function free_slots(node_id)
+  local v = redis.call('HMGET', k('node', node_id), 'status', 'slots', 'used')
+  if v[1] ~= 'ready' then return 0 end
+  return (tonumber(v[2]) or 0) - (tonumber(v[3]) or 0)
+end
+
+local SAMPLE = 16
+local ROUNDS = 4
+
+-- Pick a node of one pool by its strategy, skipping `tried`. Cost is bounded by
+-- ROUNDS x SAMPLE whatever the pool's size. Returns node id (or nil) and the candidates seen.
+local function pick(pool, strategy, tried, session_id)
+  local pkey = k('pool', pool)
+  local size = redis.call('SCARD', pkey)
+  local seen = {}
+  if size == 0 then return nil, seen end
+  if strategy == 'sticky' and session_id ~= '' then
+    local last = redis.call('HGET', k('session', session_id), 'last_node')
+    if last and not tried[last] and redis.call('SISMEMBER', pkey, last) == 1 then
+      local free = free_slots(last)
+      seen[#seen + 1] = last .. '=' .. free
+      if free > 0 then return last, seen end
+    end
+  end
+  local whole = size <= SAMPLE
+  for _ = 1, (whole and 1 or ROUNDS) do
+    local sample
+    if whole then sample = redis.call('SMEMBERS', pkey) else sample = redis.call('SRANDMEMBER', pkey, SAMPLE) end
+    shuffle(sample)
+    local best, best_free = nil, 0
+    for _, id in ipairs(sample) do
+      if not tried[id] then
+        local free = free_slots(id)
+        seen[#seen + 1] = id .. '=' .. free
+        if free > best_free then
+          best, best_free = id, free
+          if strategy ~= 'least_loaded' then break end
+        end
+      end
+    end
+    if best then return best, seen end
+  end
+  return nil, seen
+end
+
+-- Take one slot of a node for a job.
+local function reserve(node_id, job_id)
+  local nkey = k('node', node_id)
+  local used = redis.call('HINCRBY', nkey, 'used', 1)
+  if used >= (tonumber(redis.call('HGET', nkey, 'slots')) or 0) then
+    redis.call('HINCRBY', k('metrics'), 'node_full', 1)
+  end
+  redis.call('SADD', k('node', node_id, 'jobs'), job_id)
+end
+
+-- Give back the slot a job's current attempt holds.
+local function release(node_id, job_id)
+  if redis.call('SREM', k('node', node_id, 'jobs'), job_id) == 1 then
+    local nkey = k('node', node_id)
+    if redis.call('EXISTS', nkey) == 1 and redis.call('HINCRBY', nkey, 'used', -1) < 0 then
+      redis.call('HSET', nkey, 'used', 0)
+    end
+  end
+  redis.call('ZREM', k('deadlines'), job_id)
+end
+
+-- Walk a route (list of {pool, strategy}) and reserve a slot on the first pool that has one.
+local function dispatch_on(route, tried, session_id, job_id)
+  local looked = {}
+  for _, entry in ipairs(route) do
+    local node, seen = pick(entry[1], entry[2], tried, session_id)
+    looked[#looked + 1] = {pool = entry[1], candidates = seen}
+    if node then
+      reserve(node, job_id)
+      return node, entry[1], entry[2], looked
+    end
+  end
+  return nil, nil, nil, looked
+end
+
+-- The session's route: admin pools covering the need, then its automatic pool when on.
+local function route_of(need, auto_pool)
+  local v = redis.call('HMGET', k('routes'), need)
+  local route = decode_list(v[1])
+  if redis.call('HGET', k('config'), 'auto') == '1' then
+    route[#route + 1] = {auto_pool, 'random'}
+  end
+  return route
+end
+
+-- Close a job's story: the ending, kept for the history window.
+local function end_story(job_id, ending, history_s, now)
+  local skey = k('story', job_id)
+  redis.call('HSET', skey, 'ending', ending, 'ended_ms', now)
+  redis.call('EXPIRE', skey, history_s)
+end

@@ -1,0 +1,30 @@
+-- Pick and reserve in one call: walk the session's route, take a slot on a node of the first
+-- pool that has one (by that pool's strategy), record the job with its frame and its story.
+-- ARGV: prefix, job_id, need, auto pool, seed, session_id, session channel, trace_id,
+--       utterance_index, cut ms, job_assign body, attempt timeout ms
+-- Returns {'ok', node, node channel, pool, strategy} | {'none', first pool or ''} | {'dup'}.
+local job_id, need, session_id = ARGV[2], ARGV[3], ARGV[6]
+local jkey, skey = k('job', job_id), k('story', job_id)
+if redis.call('EXISTS', jkey) == 1 or redis.call('EXISTS', skey) == 1 then return {'dup'} end
+rand_seed(ARGV[5])
+local route = route_of(need, ARGV[4])
+local node, pool, strategy, looked = dispatch_on(route, {}, session_id, job_id)
+if not node then
+  local first = ''
+  if route[1] then first = route[1][1] end
+  return {'none', first}
+end
+local now = now_ms()
+local node_channel = redis.call('HGET', k('node', node), 'channel')
+redis.call('HSET', jkey,
+  'session', session_id, 'schan', ARGV[7], 'trace', ARGV[8], 'utt', ARGV[9], 'need', need,
+  'auto_pool', ARGV[4], 'node', node, 'attempt', 1, 'pool', pool, 'tried', node,
+  'body', ARGV[11], 'cut_ms', ARGV[10], 'dispatched_ms', now, 'state', 'assigned')
+redis.call('ZADD', k('deadlines'), now + tonumber(ARGV[12]), job_id)
+redis.call('HSET', k('session', session_id), 'last_node', node)
+local attempts = {{attempt = 1, pool = pool, strategy = strategy, node = node, at_ms = now, looked = looked}}
+redis.call('HSET', skey,
+  'job_id', job_id, 'session', session_id, 'trace', ARGV[8], 'utt', ARGV[9], 'need', need,
+  'route', cjson.encode(route), 'cut_ms', ARGV[10], 'attempts', cjson.encode(attempts))
+redis.call('EXPIRE', skey, 86400)
+return {'ok', node, node_channel, pool, strategy}

@@ -1,0 +1,32 @@
+-- A node registers (or registers again): bind its id to this socket, store what it can do,
+-- put it in its pools, start its lease.
+-- ARGV: prefix, node_id, token, channel, config version, caps json, pools json, slots asked,
+--       info json, lease ms, raw language_capabilities, raw capability_by_type,
+--       raw installed_services, '1' when we just made the id up
+-- Returns {status, replaced channel or ''} | {'stale'} (config changed: recompute) | {'taken'}
+--       | {'collision'} (a made-up id already exists: make another).
+local node_id, token, channel = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', k('config'), 'version') ~= ARGV[5] then return {'stale'} end
+local nkey = k('node', node_id)
+if ARGV[14] == '1' and redis.call('EXISTS', nkey) == 1 then return {'collision'} end
+local old = redis.call('HMGET', nkey, 'status', 'token', 'channel', 'pools')
+local replaced = ''
+if old[1] and old[1] ~= 'offline' then
+  if old[2] ~= token then return {'taken'} end
+  if old[3] ~= channel then replaced = old[3] end
+end
+local pools = cjson.decode(ARGV[7])
+local status = live_status(node_id, pools)
+set_membership(node_id, decode_list(old[4]), pools, status)
+local now = now_ms()
+redis.call('PERSIST', nkey)
+redis.call('HSET', nkey,
+  'status', status, 'token', token, 'channel', channel, 'caps', ARGV[6], 'pools', ARGV[7],
+  'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],
+  'registered_ms', now, 'last_seen_ms', now,
+  'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13])
+redis.call('HSETNX', nkey, 'used', 0)
+redis.call('HINCRBY', nkey, 'capver', 1)
+redis.call('SADD', k('nodes'), node_id)
+redis.call('ZADD', k('leases'), now + tonumber(ARGV[10]), node_id)
+return {status, replaced}

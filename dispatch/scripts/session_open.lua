@@ -1,0 +1,7 @@
+-- A browser session opens: note its trace id and channel.
+-- ARGV: prefix, session_id, trace_id, channel
+local now = now_ms()
+redis.call('HSET', k('session', ARGV[2]), 'trace', ARGV[3], 'channel', ARGV[4], 'opened_ms', now)
+redis.call('EXPIRE', k('session', ARGV[2]), 86400)
+redis.call('ZADD', k('sessions'), now, ARGV[2])
+return 'ok'

@@ -1,0 +1,60 @@
+"""What both WebSocket consumers share: frame size limit, error frames, and no thread hop.
+
+Handlers of these consumers never touch the ORM after connect, so the per-message
+``close_old_connections`` that channels runs in a worker thread is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from dispatch import protocol, services
+from dispatch.protocol import CloseCode, ErrorCode, ProtocolError
+
+log = logging.getLogger("dispatch.sockets")
+
+
+class FrameConsumer(AsyncWebsocketConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if text is None:
+            await self.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not used: send JSON text.")
+            return
+        limit = settings.SCHEDULER_MAX_FRAME_BYTES
+        if len(text) > limit // 4 and len(text.encode()) > limit:
+            await self.close(code=CloseCode.TOO_BIG)
+            return
+        try:
+            await self.receive_frame(text)
+        except ProtocolError as error:
+            await self.send_error(error.code, error.message)
+        except redis.RedisError:
+            log.warning("store unreachable while handling a frame", exc_info=True)
+            await self.send_error(
+                ErrorCode.INTERNAL_ERROR, "The scheduler's store is unreachable; please retry shortly."
+            )
+
+    async def receive_frame(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=protocol.encode(frame).decode())
+
+    async def send_error(self, code: ErrorCode, message: str, **fields: Any) -> None:
+        await services.frame_rejected(code=code)
+        await self.send_frame(protocol.error_frame(code, message, **fields))
+
+    async def frame_ignored(self, frame_type: str) -> None:
+        await services.frame_ignored(frame_type=frame_type)

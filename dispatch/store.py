@@ -1,0 +1,96 @@
+"""Redis clients for live state and the Lua scripts that are its only writers.
+
+Async code (consumers, the worker) uses one ``redis.asyncio`` client per event loop; sync code
+(admin, management commands) uses django-redis's connection. Every script is ``scripts/NAME.lua``
+with ``scripts/_lib.lua`` prepended, called by name through :func:`run` or :func:`run_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+from dispatch import keys
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "health_check_interval": 10,
+    "decode_responses": True,
+}
+
+Reply = Any
+
+
+@cache
+def script_source(name: str) -> str:
+    lib = (SCRIPTS_DIR / "_lib.lua").read_text()
+    return lib + "\n" + (SCRIPTS_DIR / f"{name}.lua").read_text()
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client() -> aredis.Redis:
+    """The current event loop's client (created on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        if settings.REDIS_SENTINELS:
+            sentinel = aredis.sentinel.Sentinel(settings.REDIS_SENTINELS, **CLIENT_OPTIONS)
+            client = sentinel.master_for(settings.REDIS_SENTINEL_MASTER, **CLIENT_OPTIONS)
+        else:
+            client = aredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
+        _async_clients[loop] = client
+    return client
+
+
+def sync_client() -> redis.Redis:
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+_async_scripts: weakref.WeakKeyDictionary[aredis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+async def run(name: str, *args: Any) -> Reply:
+    """Call script ``name`` with ARGV = (prefix, *args): one round trip (EVALSHA)."""
+    client = async_client()
+    scripts = _async_scripts.setdefault(client, {})
+    script = scripts.get(name)
+    if script is None:
+        script = scripts[name] = client.register_script(script_source(name))
+    return await script(keys=[], args=[keys.prefix(), *args])
+
+
+_sync_scripts: dict[tuple[int, str], Any] = {}
+
+
+def run_sync(name: str, *args: Any) -> Reply:
+    client = sync_client()
+    script = _sync_scripts.get((id(client), name))
+    if script is None:
+        script = _sync_scripts[(id(client), name)] = client.register_script(script_source(name))
+    return decoded(script(keys=[], args=[keys.prefix(), *args]))
+
+
+def decoded(reply: Any) -> Any:
+    """django-redis's client answers bytes; ours answers text: make sync replies text too."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, list):
+        return [decoded(item) for item in reply]
+    if isinstance(reply, dict):
+        return {decoded(key): decoded(value) for key, value in reply.items()}
+    return reply

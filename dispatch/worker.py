@@ -1,0 +1,42 @@
+"""The scheduler worker's loop. Each pass claims due work atomically in Redis, so any number
+of copies can run side by side; a liveness key says one is running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+from dispatch import keys, store
+
+log = logging.getLogger("dispatch.worker")
+
+TICK_S = 0.25
+ALIVE_TTL_S = 5
+
+
+async def worker_tick() -> None:
+    """One pass over due work. The issue "Nothing lost" fills it: timeouts, leases."""
+    await store.async_client().set(
+        keys.worker(f"{socket.gethostname()}:{os.getpid()}"), "alive", ex=ALIVE_TTL_S
+    )
+
+
+async def worker_run() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("worker started")
+    while not stop.is_set():
+        try:
+            await worker_tick()
+        except Exception:
+            log.exception("worker pass failed; retrying")
+        try:
+            await asyncio.wait_for(stop.wait(), TICK_S)
+        except TimeoutError:
+            pass
+    log.info("worker stopped")

@@ -1,0 +1,38 @@
+"""Node tokens in the admin: creating one shows its plaintext once; revoking closes its nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from nodes.models import NodeToken
+from nodes.tokens import new_plaintext, token_hash, token_revoke
+
+
+@admin.register(NodeToken)
+class NodeTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("created_at", "last_used_at", "revoked_at")
+    fields = ("name", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: NodeToken, form: Any, change: bool) -> None:
+        if not change:
+            plaintext = new_plaintext()
+            obj.token_hash = token_hash(plaintext)
+            super().save_model(request, obj, form, change)
+            messages.warning(
+                request,
+                f"Token for {obj.name}: {plaintext} — copy it now, it is not shown again. "
+                f"Nodes connect with ws://HOST:PORT/ws/node?token={plaintext}",
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke selected tokens (closes their live nodes)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[NodeToken]) -> None:
+        closed = sum(token_revoke(token=token) for token in queryset)
+        self.message_user(request, f"Revoked {queryset.count()} token(s); {closed} live node(s) closed.")

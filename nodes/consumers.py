@@ -1,0 +1,129 @@
+"""``/ws/node``: a GPU node's socket. Parses each frame, calls one dispatch service, replies."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from dispatch import services
+from dispatch.protocol import (
+    CloseCode,
+    ErrorCode,
+    Ignored,
+    JobAck,
+    JobResult,
+    JobStarted,
+    NodeAsrPartial,
+    NodeControl,
+    NodeError,
+    NodeHeartbeat,
+    NodeRegister,
+    ProtocolError,
+    decode_node_frame,
+    node_register_ack,
+)
+from dispatch.sockets import FrameConsumer
+
+log = logging.getLogger("nodes")
+
+# This process's node sockets, so a shutdown can close them with 1012 (nodes then reconnect
+# to another process). Not state any decision reads.
+_live: weakref.WeakSet[NodeConsumer] = weakref.WeakSet()
+
+HEARTBEAT_CLOSE = {
+    "replaced": CloseCode.TAKEN_OVER,
+    "offline": CloseCode.RECONNECT,
+    "revoked": CloseCode.UNAUTHORIZED,
+}
+
+
+async def close_all_node_sockets() -> None:
+    for consumer in list(_live):
+        await consumer.close(code=CloseCode.RECONNECT)
+
+
+class NodeConsumer(FrameConsumer):
+    node_id: str | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.token_id: str | None = self.scope.get("node_token_id")
+        if not self.token_id:
+            await self.close(code=CloseCode.UNAUTHORIZED)
+            return
+        _live.add(self)
+
+    async def disconnect(self, code: int) -> None:
+        _live.discard(self)
+        if self.node_id is not None:
+            await services.node_offline(node_id=self.node_id, channel=self.channel_name)
+
+    async def receive_frame(self, text: str) -> None:
+        if not self.token_id:
+            return
+        frame = decode_node_frame(text)
+        if isinstance(frame, Ignored):
+            await self.frame_ignored(frame.type)
+            return
+        if isinstance(frame, NodeRegister):
+            await self.register(frame)
+            return
+        if self.node_id is None:
+            raise ProtocolError(f"Send node_register before {_type(frame)}.")
+        claimed = getattr(frame, "node_id", self.node_id)
+        if claimed != self.node_id:
+            await self.send_error(
+                ErrorCode.NODE_ID_MISMATCH,
+                f"This socket is node {self.node_id}; the frame names {claimed}. It was ignored.",
+            )
+            return
+        if isinstance(frame, NodeHeartbeat):
+            outcome = await services.node_heartbeat(node_id=self.node_id, channel=self.channel_name, frame=frame)
+            if outcome in HEARTBEAT_CLOSE:
+                await self.close(code=HEARTBEAT_CLOSE[outcome])
+        elif isinstance(frame, JobResult):
+            if not await services.job_finish(node_id=self.node_id, result=frame):
+                await self.frame_ignored("job_result")
+        elif isinstance(frame, JobAck | JobStarted):
+            state = "accepted" if isinstance(frame, JobAck) else "started"
+            if not await services.job_progress(node_id=self.node_id, job_id=frame.job_id, state=state):
+                await self.frame_ignored(_type(frame))
+        elif isinstance(frame, NodeAsrPartial):
+            if not await services.job_partial(
+                node_id=self.node_id, job_id=frame.job_id, text=frame.text, is_final=frame.is_final
+            ):
+                await self.frame_ignored("asr_partial")
+        elif isinstance(frame, NodeError):
+            log.warning("node reported an error: %s", frame.message, extra={"node_id": self.node_id, "code": frame.code})
+        elif isinstance(frame, NodeControl):
+            await services.node_drain(node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason)
+
+    async def register(self, frame: NodeRegister) -> None:
+        try:
+            registered = await services.node_register(
+                frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id
+            )
+        except services.NodeTaken:
+            await self.close(code=CloseCode.TAKEN_OVER)
+            return
+        self.node_id = registered.node_id
+        await self.send_frame(node_register_ack(registered.node_id, registered.status))
+
+    # --- messages from dispatch services (channel layer) ---
+
+    async def job_assign(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"])
+
+    async def job_cancel(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"])
+
+    async def node_control(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"])
+
+    async def node_close(self, message: dict[str, Any]) -> None:
+        await self.close(code=message["code"])
+
+
+def _type(frame: Any) -> str:
+    return type(frame).__struct_config__.tag  # the frame's "type" as sent

@@ -1,0 +1,43 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
+
+from nodes.models import NodeToken
+from nodes.tokens import token_create, token_revoke
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+class Command(BaseCommand):
+    help = "Create, list and revoke node tokens."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("create", help="create a token; prints it as the last line").add_argument("name")
+        sub.add_parser("list", help="one line per token: name, created, last used, revoked")
+        sub.add_parser("revoke", help="revoke a token and close its live nodes").add_argument("name")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action == "create":
+            try:
+                _, plaintext = token_create(name=options["name"])
+            except IntegrityError:
+                raise CommandError(f"a token named {options['name']!r} already exists") from None
+            self.stdout.write(f"created node token {options['name']!r}; it is shown only now:")
+            self.stdout.write(plaintext)
+        elif action == "list":
+            for token in NodeToken.objects.all():
+                self.stdout.write(
+                    f"{token.name}\tcreated {_when(token.created_at)}\tlast used {_when(token.last_used_at)}"
+                    f"\trevoked {_when(token.revoked_at)}"
+                )
+        else:
+            token = NodeToken.objects.filter(name=options["name"]).first()
+            if token is None:
+                raise CommandError(f"no token named {options['name']!r}")
+            closed = token_revoke(token=token)
+            self.stdout.write(f"revoked {token.name!r}; {closed} live node(s) closed")

@@ -1,0 +1,61 @@
+"""Issuing, checking and revoking node tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from nodes.models import NodeToken
+
+TOKEN_BYTES = 24
+
+
+def token_hash(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def new_plaintext() -> str:
+    return "nt_" + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_create(*, name: str) -> tuple[NodeToken, str]:
+    """A new token; its plaintext is returned once and never stored."""
+    plaintext = new_plaintext()
+    token = NodeToken.objects.create(name=name, token_hash=token_hash(plaintext))
+    return token, plaintext
+
+
+def token_ensure(*, name: str, plaintext: str | None) -> str:
+    """Make sure a live token called ``name`` matches ``plaintext`` (a new one when it is None
+    or unknown to this database); returns the plaintext. For the development token."""
+    if plaintext and NodeToken.objects.filter(
+        name=name, token_hash=token_hash(plaintext), revoked_at__isnull=True
+    ).exists():
+        return plaintext
+    with transaction.atomic():
+        NodeToken.objects.filter(name=name).delete()
+        _, plaintext = token_create(name=name)
+    return plaintext
+
+
+def token_authenticate(plaintext: str | None) -> NodeToken | None:
+    """The live token for this plaintext, or None (missing, unknown or revoked)."""
+    if not plaintext:
+        return None
+    token = NodeToken.objects.filter(token_hash=token_hash(plaintext), revoked_at__isnull=True).first()
+    if token is not None:
+        NodeToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def token_revoke(*, token: NodeToken) -> int:
+    """Revoke a token and close its live nodes (4401); returns how many were connected."""
+    from dispatch.services import node_token_revoked
+
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return node_token_revoked(token_id=str(token.pk))

@@ -1,0 +1,92 @@
+"""Our entry point around daphne's server: ``python -m schedulerproj.server --port 5010``.
+
+Why not ``daphne`` itself: its command line drops every socket after 24 h and installs signal
+handlers that stop the reactor at once. Here sockets live as long as their peers want, frames
+over ``SCHEDULER_MAX_FRAME_BYTES`` reach the consumer (which closes with 1009 instead of
+autobahn dropping the connection), uvloop drives the event loop, and SIGTERM stops listening,
+closes node sockets with 1012 (nodes reconnect elsewhere) and then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+log = logging.getLogger("schedulerproj.server")
+
+# Time given to consumers to close their sockets after SIGTERM before the reactor stops.
+DRAIN_GRACE_S = 1.5
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5010")))
+    args = parser.parse_args(argv)
+
+    # The loop policy must be set before Twisted's asyncio reactor creates its loop.
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(asyncio.new_event_loop())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "schedulerproj.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from daphne.server import Server
+    from dispatch.services import pools_ensure_published
+    from schedulerproj.asgi import application
+    from twisted.internet import reactor
+
+    pools_ensure_published()
+    hard_limit = max(4 * settings.SCHEDULER_MAX_FRAME_BYTES, settings.SCHEDULER_MAX_FRAME_BYTES + 65536)
+    class SchedulerServer(Server):
+        """Keeps its listening ports so a shutdown can stop accepting first."""
+
+        ports: list[object] = []
+
+        def listen_success(self, port: object) -> None:
+            self.ports.append(port)
+            super().listen_success(port)
+
+    server = SchedulerServer(
+        application=application,
+        endpoints=[f"tcp:port={args.port}:interface={args.host}"],
+        signal_handlers=False,
+        websocket_timeout=-1,
+        websocket_max_message_size=hard_limit,
+        websocket_max_frame_size=hard_limit,
+        application_close_timeout=5,
+        verbosity=0,
+        server_name="scheduler",
+    )
+
+    def shut_down() -> None:
+        from nodes.consumers import close_all_node_sockets
+
+        log.info("stopping: no new connections, node sockets closed with 1012")
+        for port in server.ports:
+            port.stopListening()  # type: ignore[attr-defined]
+        asyncio.ensure_future(close_all_node_sockets())
+        reactor.callLater(DRAIN_GRACE_S, server.stop)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        reactor.callFromThread(shut_down)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("listening", extra={"code": f"{args.host}:{args.port}"})
+    server.run()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
