@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 
 from dispatch import protocol, selectors, services
-from dispatch.cutter import Cutter, CutReason
+from dispatch.cutter import CutReason, Cutter
 from dispatch.protocol import (
     AudioChunk,
     ClientHeartbeat,

@@ -373,7 +373,7 @@ def _job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
 
 
 def assign_frame(body: str, attempt_id: int) -> str:
-    return '{"type":"job_assign","attempt_id":%d,%s' % (attempt_id, body[1:])
+    return f'{{"type":"job_assign","attempt_id":{attempt_id:d},{body[1:]}'
 
 
 async def job_submit(

@@ -12,6 +12,7 @@ folder, no append-only file) when ``REDIS_URL`` is unset; used by ``make test``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,13 +110,15 @@ Stop with Ctrl-C.
 def exec_with_redis(command: list[str]) -> int:
     redis_server = None
     if not os.environ.get("REDIS_URL"):
-        redis_server = _embedded(VAR_DIR / "redis-test", append_only=False)
+        # A folder per run: several test runs on one machine do not share a server.
+        redis_server = _embedded(VAR_DIR / f"redis-exec-{os.getpid()}", append_only=False)
         os.environ["REDIS_URL"] = redis_server.url
     try:
         return subprocess.call(command, cwd=BASE_DIR)
     finally:
         if redis_server is not None:
             redis_server.stop()
+            shutil.rmtree(redis_server.directory, ignore_errors=True)
 
 
 def main() -> None:

@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-
     from daphne.server import Server
+    from django.conf import settings
+    from twisted.internet import reactor
+
     from dispatch.services import pools_ensure_published
     from schedulerproj.asgi import application
-    from twisted.internet import reactor
 
     pools_ensure_published()
     hard_limit = max(4 * settings.SCHEDULER_MAX_FRAME_BYTES, settings.SCHEDULER_MAX_FRAME_BYTES + 65536)
@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> None:
         server_name="scheduler",
     )
 
+    stopping = False
+
     def shut_down() -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
         from nodes.consumers import close_all_node_sockets
 
         log.info("stopping: no new connections, node sockets closed with 1012")

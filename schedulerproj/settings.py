@@ -161,8 +161,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes share the file: wait for a writer instead of failing at once.
+    # Several processes share the file: wait for a writer instead of failing at once. The test
+    # database is a file too, so the daphne processes of end-to-end tests can open it.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_SENTINELS:

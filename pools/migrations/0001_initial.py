@@ -2,8 +2,9 @@
 
 import django.core.validators
 import django.db.models.deletion
-import pools.models
 from django.db import migrations, models
+
+import pools.models
 
 
 class Migration(migrations.Migration):
