@@ -41,6 +41,12 @@ DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_sema
 FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
 
 
+def job_deadline_s() -> float:
+    """The longest a job can legally last (DESIGN "Jobs"); past it, the session recovers."""
+    wait, timeout = settings.SCHEDULER_DISPATCH_WAIT_S, settings.SCHEDULER_JOB_TIMEOUT_S
+    return wait + settings.SCHEDULER_MAX_ATTEMPTS * (timeout + wait) + 5
+
+
 class RateLimiter:
     """A token bucket of twice the per-second rate, and the run of seconds with drops."""
 
@@ -88,6 +94,7 @@ class SessionConsumer(FrameConsumer):
         self.used_indexes: set[int] = set()
         self.inflight: set[int] = set()  # utterance indexes submitted and not ended
         self.jobs: dict[str, int] = {}  # job id → utterance index, once dispatched
+        self.deadlines: dict[str, asyncio.TimerHandle] = {}  # job id → lost-ending recovery
         self.waiting: collections.deque[Cut] = collections.deque()
         self.tasks: set[asyncio.Task[None]] = set()
         self.pause_timer: asyncio.TimerHandle | None = None
@@ -181,6 +188,9 @@ class SessionConsumer(FrameConsumer):
             self.pause_timer = None
         for task in self.tasks:
             task.cancel()
+        for handle in self.deadlines.values():
+            handle.cancel()
+        self.deadlines.clear()
         spec, job_ids = self.spec, list(self.jobs)
         self.spec, self.source = None, None
         self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
@@ -304,6 +314,9 @@ class SessionConsumer(FrameConsumer):
 
         async def dispatched(job: Dispatched) -> None:
             self.jobs[job.job_id] = cut.utterance_index
+            self.deadlines[job.job_id] = asyncio.get_running_loop().call_later(
+                job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
+            )
             await self.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
 
         try:
@@ -355,9 +368,25 @@ class SessionConsumer(FrameConsumer):
     async def job_ended(self, message: dict[str, Any]) -> None:
         index = self.jobs.pop(message["job_id"], None)
         if index is None:
-            return  # a job of a session this socket has closed
+            return  # a job of a session this socket has closed, or already recovered
+        self.deadlines.pop(message["job_id"]).cancel()
         for text in message["frames"]:
             await self.send(text_data=text)
+        self.job_done(index)
+
+    async def recover(self, job_id: str) -> None:
+        """No ending reached us by the longest a job can last: it was lost on the channel
+        layer, or the job is stuck. Read it from the job's story, or end the job now."""
+        self.deadlines.pop(job_id, None)
+        if job_id not in self.jobs:
+            return
+        frames = await services.job_recover(job_id=job_id)
+        index = self.jobs.pop(job_id, None)
+        if index is None:
+            return  # the ending arrived while we looked
+        log.warning("job ending recovered", extra={"job_id": job_id, "session_id": self.spec and self.spec.session_id})
+        for frame in frames:
+            await self.send_frame(frame)
         self.job_done(index)
 
     async def job_event(self, message: dict[str, Any]) -> None:

@@ -28,7 +28,9 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-class CloseCode(enum.IntEnum):
+class CloseCode:
+    """WebSocket close codes (plain ints: the server refuses anything else)."""
+
     POLICY = 1008  # rate limit
     TOO_BIG = 1009
     RECONNECT = 1012  # server restarting, store lost, or the node's lease expired

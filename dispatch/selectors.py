@@ -60,3 +60,9 @@ async def need_covered(need: str) -> bool:
     client = store.async_client()
     auto, covered = await client.hget(keys.config(), "auto"), await client.hexists(keys.routes(), need)
     return auto == "1" or bool(covered)
+
+
+async def job_story(job_id: str) -> dict[str, str] | None:
+    """A job's story (no audio): route, attempts, events, ending."""
+    story = await store.async_client().hgetall(keys.story(job_id))
+    return story or None

@@ -256,6 +256,43 @@ async def node_offline(*, node_id: str, channel: str) -> None:
     reply = await store.run("node_offline", node_id, channel, OFFLINE_KEEP_S)
     if reply[0] == "offline":
         log.info("node offline", extra={"node_id": node_id})
+        await _jobs_move_on(node_id, reply[1:])
+
+
+async def _jobs_move_on(node_id: str, job_ids: list[str]) -> None:
+    """A node was lost (socket gone, replaced, or lease expired): its jobs go elsewhere."""
+    for job_id in job_ids:
+        await job_reassign(job_id=job_id, reason="lost", node_id=node_id, code=ErrorCode.JOB_TIMEOUT)
+
+
+async def nodes_expire_leases() -> int:
+    """Worker: take offline the nodes whose heartbeats stopped (closed with 1012); their jobs
+    move on. Returns how many expired."""
+    reply = await store.run("leases_expired", 100, OFFLINE_KEEP_S)
+    expired = 0
+    index = 0
+    while index < len(reply):
+        node_id, channel = reply[index], reply[index + 1]
+        end = reply.index("", index + 2)
+        job_ids = reply[index + 2 : end]
+        index = end + 1
+        expired += 1
+        log.warning("node lease expired", extra={"node_id": node_id})
+        await _send(channel, {"type": "node.close", "code": protocol.CloseCode.RECONNECT})
+        await _jobs_move_on(node_id, job_ids)
+    return expired
+
+
+async def jobs_handle_due() -> int:
+    """Worker: attempts past their timeout move on (``job_cancel timeout`` to their node);
+    jobs waiting for a node try again. Returns how many were handled."""
+    reply = await store.run("jobs_due", 100, 5000)
+    for index in range(0, len(reply), 3):
+        job_id, attempt, state = reply[index : index + 3]
+        await job_reassign(
+            job_id=job_id, reason="retry" if state == "waiting" else "timeout", attempt=attempt
+        )
+    return len(reply) // 3
 
 
 def node_token_revoked(*, token_id: str) -> int:
@@ -329,10 +366,11 @@ async def session_close(*, session_id: str, job_ids: list[str]) -> None:
     reply = await store.run(
         "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, ending, *job_ids
     )
-    for i in range(0, len(reply), 3):
-        job_id, channel, trace_id = reply[i : i + 3]
+    for i in range(0, len(reply), 4):
+        job_id, channel, trace_id, drained = reply[i : i + 4]
         frame = protocol.job_cancel(job_id, "session_closed", trace_id or None)
         await _send(channel, {"type": "job.cancel", "text": _json(frame)})
+        await _tell_drained(drained)
 
 
 def new_session_id() -> str:
@@ -444,17 +482,49 @@ async def job_submit(
     raise NoAvailableNode(job_id)
 
 
-def _ending_frames(
+ERROR_SENTENCES = {
+    ErrorCode.JOB_TIMEOUT: "Translating this utterance took too long, so it was given up. Please try again.",
+    ErrorCode.NO_AVAILABLE_NODE: "No translation node is free for this language pair right now; please try again.",
+    ErrorCode.INTERNAL_ERROR: "The scheduler hit an internal problem with this utterance; please try again.",
+}
+
+
+def _error_sentence(code: str, node_message: str | None = None) -> str:
+    if code in ERROR_SENTENCES:
+        return ERROR_SENTENCES[ErrorCode(code)]
+    detail = f" ({node_message})" if node_message else ""
+    return f"The translation node could not process this utterance{detail}. Please try again."
+
+
+def _ending(result: JobResult, node_id: str) -> dict[str, Any]:
+    """How a node's answer ends its job, as the story keeps it (no audio)."""
+    if not result.success:
+        return {
+            "kind": "error",
+            "code": (result.error.code if result.error else None) or ErrorCode.PROCESSING_ERROR,
+            "message": result.error.message if result.error else None,
+            "node": node_id,
+            "attempt_id": result.attempt_id,
+        }
+    kind = "missing" if protocol.is_empty_result(result) else "result"
+    fields = msgspec.structs.asdict(result)
+    fields.pop("tts_audio", None)
+    return {"kind": kind, "node": node_id, "attempt_id": result.attempt_id, "result": fields}
+
+
+def ending_frames(
+    ending: dict[str, Any],
     *,
     job_id: str,
     session_id: str,
     utterance_index: int,
     trace_id: str,
     elapsed_ms: int,
-    result: JobResult,
     now: int,
-) -> tuple[str, list[dict[str, Any]]]:
-    """The frames a browser gets for a node's answer, and the outcome's name."""
+    result: JobResult | None = None,
+) -> list[dict[str, Any]]:
+    """The frames a browser gets when its job ends. ``result`` is the node's own frame when at
+    hand (it carries the synthesised audio); otherwise the story's copy is used."""
     common = {
         "trace_id": trace_id,
         "session_id": session_id,
@@ -462,22 +532,27 @@ def _ending_frames(
         "utterance_index": utterance_index,
         "elapsed_ms": elapsed_ms,
     }
-    if not result.success:
-        code = (result.error.code if result.error else None) or ErrorCode.PROCESSING_ERROR
-        message = (result.error.message if result.error else None) or "The node could not process this utterance."
-        return "error", [
+    if ending["kind"] == "error":
+        code = ending["code"]
+        return [
             protocol.ui_event(**common, event="ERROR", status="error", error_code=code),
             protocol.error_frame(
-                code, message, trace_id=trace_id, utterance_index=utterance_index, job_id=job_id
+                code,
+                _error_sentence(code, ending.get("message")),
+                trace_id=trace_id,
+                utterance_index=utterance_index,
+                job_id=job_id,
             ),
         ]
-    if protocol.is_empty_result(result):
-        return "missing", [
+    if ending["kind"] == "missing":
+        return [
             protocol.missing_result(
                 session_id=session_id, utterance_index=utterance_index, trace_id=trace_id, created_at_ms=now
             )
         ]
-    return "result", [
+    if result is None:
+        result = msgspec.convert(ending["result"], JobResult)
+    return [
         protocol.ui_event(**common, event="ASR_FINAL"),
         protocol.ui_event(**common, event="NMT_DONE"),
         protocol.translation_result(
@@ -486,47 +561,148 @@ def _ending_frames(
     ]
 
 
+async def _send_frames(channel: str, job_id: str, frames: list[dict[str, Any]], *, ended: bool) -> None:
+    await _send(
+        channel,
+        {"type": "job.ended" if ended else "job.event", "job_id": job_id, "frames": [_json(f) for f in frames]},
+    )
+
+
+async def _tell_drained(channel: str) -> None:
+    if channel:
+        await _send(channel, {"type": "node.control", "text": _json(protocol.node_control("drained"))})
+
+
 async def job_finish(*, node_id: str, result: JobResult) -> bool:
-    """A node's result: the first ending of a job wins (one script call), and its frames go to
-    the session. Returns False when the result was dropped (late, twice, or not this node's)."""
-    if result.success:
-        outcome = "missing" if protocol.is_empty_result(result) else "result"
-        code = None
-    else:
-        outcome = "error"
-        code = (result.error.code if result.error else None) or ErrorCode.PROCESSING_ERROR
+    """A node's answer. A success ends the job (one script call: the first ending wins) and
+    its frames go to the session; a failure of the current attempt moves the job on.
+    Returns False when the answer was dropped (late, twice, or not this node's)."""
+    ending = _ending(result, node_id)
+    if ending["kind"] == "error":
+        block_s = settings.SCHEDULER_MODEL_BLOCK_S if ending["code"] == ErrorCode.MODEL_NOT_AVAILABLE else 0
+        return await job_reassign(
+            job_id=result.job_id, reason="failed", node_id=node_id, code=ending["code"],
+            block_s=block_s, message=ending["message"],
+        )
     processing = "" if result.processing_time_ms is None else str(int(result.processing_time_ms))
     reply = await store.run(
         "job_finish",
         result.job_id,
         node_id,
-        outcome,
-        _json({"kind": outcome, "code": code, "node": node_id, "attempt_id": result.attempt_id}),
+        ending["kind"],
+        _json(ending),
         settings.SCHEDULER_JOB_HISTORY_S,
         processing,
     )
     if reply[0] != "ended":
         return False
-    _, session_channel, session_id, utt, trace_id, cut_ms, current_node, cancel_channel, now = reply
-    now = int(now)
-    kind, frames = _ending_frames(
+    _, session_channel, session_id, utt, trace_id, cut_ms, _current, cancel_channel, now, drained = reply
+    frames = ending_frames(
+        ending,
         job_id=result.job_id,
         session_id=session_id,
         utterance_index=int(utt),
         trace_id=trace_id,
-        elapsed_ms=max(0, now - int(cut_ms)),
+        elapsed_ms=max(0, int(now) - int(cut_ms)),
+        now=int(now),
         result=result,
-        now=now,
     )
-    await _send(
-        session_channel,
-        {"type": "job.ended", "job_id": result.job_id, "frames": [_json(frame) for frame in frames]},
-    )
+    await _send_frames(session_channel, result.job_id, frames, ended=True)
     if cancel_channel:
         frame = protocol.job_cancel(result.job_id, "completed", trace_id)
         await _send(cancel_channel, {"type": "job.cancel", "text": _json(frame)})
-    log.info("job ended", extra={"job_id": result.job_id, "node_id": node_id, "code": kind})
+    await _tell_drained(drained)
+    log.info("job ended", extra={"job_id": result.job_id, "node_id": node_id, "code": ending["kind"]})
     return True
+
+
+async def job_reassign(
+    *,
+    job_id: str,
+    reason: str,
+    code: str = ErrorCode.JOB_TIMEOUT,
+    attempt: str = "",
+    node_id: str = "",
+    block_s: float = 0,
+    message: str | None = None,
+) -> bool:
+    """Move a job on from its current attempt (``timeout``, ``lost`` node, ``failed`` result,
+    ``retry`` of a waiting job, or ``expire`` to end it): the next attempt goes to a node that
+    has not had it, else the job ends with this attempt's error. Returns False when there was
+    nothing to do (already ended, or moved by someone else)."""
+    reply = await store.run(
+        "job_reassign",
+        job_id,
+        reason,
+        random.randrange(1, 2**31 - 1),
+        attempt,
+        node_id,
+        int(settings.SCHEDULER_JOB_TIMEOUT_S * 1000),
+        settings.SCHEDULER_MAX_ATTEMPTS,
+        str(code),
+        settings.SCHEDULER_JOB_HISTORY_S,
+        int(settings.SCHEDULER_DISPATCH_WAIT_S * 1000),
+        block_s,
+    )
+    kind = reply[0]
+    if kind in ("gone", "stale"):
+        return False
+    if kind == "moved":
+        _, new_node, new_channel, new_attempt, body, old_channel, drained = reply
+        await _send(new_channel, {"type": "job.assign", "text": assign_frame(body, int(new_attempt))})
+        log.info("job reassigned", extra={"job_id": job_id, "node_id": new_node, "attempt_id": new_attempt, "code": reason})
+    elif kind == "waiting":
+        _, old_channel, drained = reply
+    else:
+        _, session_channel, session_id, utt, trace_id, cut_ms, end_code, old_channel, drained, now = reply
+        frames = ending_frames(
+            {"kind": "error", "code": end_code, "message": message},
+            job_id=job_id,
+            session_id=session_id,
+            utterance_index=int(utt),
+            trace_id=trace_id,
+            elapsed_ms=max(0, int(now) - int(cut_ms)),
+            now=int(now),
+        )
+        await _send_frames(session_channel, job_id, frames, ended=True)
+        log.info("job failed", extra={"job_id": job_id, "code": end_code})
+    if reason == "timeout" and old_channel:
+        await _send(old_channel, {"type": "job.cancel", "text": _json(protocol.job_cancel(job_id, "timeout", None))})
+    await _tell_drained(drained)
+    return True
+
+
+async def job_recover(*, job_id: str) -> list[dict[str, Any]]:
+    """A session's deadline for a job passed with no ending received (a frame lost on the
+    channel layer): the ending from the job's story, or, when it never ended, end it now with
+    JOB_TIMEOUT. Returns the frames for the browser ([] if the ending cannot be known)."""
+    story = await selectors.job_story(job_id)
+    if story is None:
+        return []
+    if not story.get("ending"):
+        reply = await store.run(
+            "job_reassign", job_id, "expire", 1, "", "", 0, 0, str(ErrorCode.JOB_TIMEOUT),
+            settings.SCHEDULER_JOB_HISTORY_S, 0, 0,
+        )
+        if reply[0] == "ended":
+            old_channel, drained = reply[7], reply[8]
+            if old_channel:
+                frame = protocol.job_cancel(job_id, "timeout", story.get("trace"))
+                await _send(old_channel, {"type": "job.cancel", "text": _json(frame)})
+            await _tell_drained(drained)
+        story = await selectors.job_story(job_id) or story
+        if not story.get("ending"):
+            return []
+    now = now_ms()
+    return ending_frames(
+        json.loads(story["ending"]),
+        job_id=job_id,
+        session_id=story["session"],
+        utterance_index=int(story["utt"]),
+        trace_id=story["trace"],
+        elapsed_ms=max(0, now - int(story["cut_ms"])),
+        now=now,
+    )
 
 
 async def job_progress(*, node_id: str, job_id: str, state: str) -> bool:

@@ -91,6 +91,8 @@ def decoded(reply: Any) -> Any:
         return reply.decode()
     if isinstance(reply, list):
         return [decoded(item) for item in reply]
+    if isinstance(reply, set | frozenset):  # SMEMBERS
+        return {decoded(item) for item in reply}
     if isinstance(reply, dict):
         return {decoded(key): decoded(value) for key, value in reply.items()}
     return reply

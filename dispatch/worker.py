@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 
-from dispatch import keys, store
+from dispatch import keys, services, store
 
 log = logging.getLogger("dispatch.worker")
 
@@ -18,10 +18,13 @@ ALIVE_TTL_S = 5
 
 
 async def worker_tick() -> None:
-    """One pass over due work. The issue "Nothing lost" fills it: timeouts, leases."""
+    """One pass: say we are alive, expire silent nodes' leases, move timed-out jobs on."""
     await store.async_client().set(
         keys.worker(f"{socket.gethostname()}:{os.getpid()}"), "alive", ex=ALIVE_TTL_S
     )
+    await services.nodes_expire_leases()
+    while await services.jobs_handle_due() == 100:
+        pass
 
 
 async def worker_run() -> None:

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     import django
 
     django.setup()
+    from daphne import ws_protocol
     from daphne.server import Server
     from django.conf import settings
     from twisted.internet import reactor
@@ -46,6 +47,13 @@ def main(argv: list[str] | None = None) -> None:
     from dispatch.services import pools_ensure_published
     from schedulerproj.asgi import application
 
+    class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
+        def serverClose(self, code: int | None = None) -> None:
+            # autobahn's sendClose refuses 1008, 1009 and 1012, which RFC 6455 lets a server
+            # send and PROTOCOL.md uses; the frame itself is fine.
+            self.sendCloseFrame(code=1000 if code is None else int(code), isReply=False)
+
+    ws_protocol.WebSocketFactory.protocol = SchedulerWebSocketProtocol
     pools_ensure_published()
     hard_limit = max(4 * settings.SCHEDULER_MAX_FRAME_BYTES, settings.SCHEDULER_MAX_FRAME_BYTES + 65536)
     class SchedulerServer(Server):

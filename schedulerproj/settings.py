@@ -198,7 +198,7 @@ else:
     _layer_host = {"address": REDIS_URL, "socket_timeout": 30}
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"),
         "CONFIG": {"hosts": [_layer_host], "prefix": f"{SCHEDULER_REDIS_PREFIX}:layer"},
     }
 }

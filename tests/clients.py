@@ -193,3 +193,13 @@ class FakeBrowser(Client):
             or (f["type"] == "error" and "utterance_index" in f),
             timeout,
         )
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = RECV_TIMEOUT) -> None:
+    """Wait until ``condition()`` holds (frames cross processes: give them a moment)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError("condition never held")
+        await asyncio.sleep(0.02)

@@ -63,10 +63,12 @@ local function slots_for(node_id, requested)
   return tonumber(override) or tonumber(requested)
 end
 
--- Free slots of a node, 0 unless it is ready.
-local function free_slots(node_id)
-  local v = redis.call('HMGET', k('node', node_id), 'status', 'slots', 'used')
+-- Free slots of a node for a pool: 0 unless it is ready and not blocked from that pool
+-- (a MODEL_NOT_AVAILABLE failure blocks it for a while: field block:<pool> = until ms).
+local function free_slots(node_id, pool, now)
+  local v = redis.call('HMGET', k('node', node_id), 'status', 'slots', 'used', 'block:' .. pool)
   if v[1] ~= 'ready' then return 0 end
+  if v[4] and tonumber(v[4]) > now then return 0 end
   return (tonumber(v[2]) or 0) - (tonumber(v[3]) or 0)
 end
 
@@ -75,7 +77,7 @@ local ROUNDS = 4
 
 -- Pick a node of one pool by its strategy, skipping `tried`. Cost is bounded by
 -- ROUNDS x SAMPLE whatever the pool's size. Returns node id (or nil) and the candidates seen.
-local function pick(pool, strategy, tried, session_id)
+local function pick(pool, strategy, tried, session_id, now)
   local pkey = k('pool', pool)
   local size = redis.call('SCARD', pkey)
   local seen = {}
@@ -83,7 +85,7 @@ local function pick(pool, strategy, tried, session_id)
   if strategy == 'sticky' and session_id ~= '' then
     local last = redis.call('HGET', k('session', session_id), 'last_node')
     if last and not tried[last] and redis.call('SISMEMBER', pkey, last) == 1 then
-      local free = free_slots(last)
+      local free = free_slots(last, pool, now)
       seen[#seen + 1] = last .. '=' .. free
       if free > 0 then return last, seen end
     end
@@ -96,7 +98,7 @@ local function pick(pool, strategy, tried, session_id)
     local best, best_free = nil, 0
     for _, id in ipairs(sample) do
       if not tried[id] then
-        local free = free_slots(id)
+        local free = free_slots(id, pool, now)
         seen[#seen + 1] = id .. '=' .. free
         if free > best_free then
           best, best_free = id, free
@@ -119,22 +121,29 @@ local function reserve(node_id, job_id)
   redis.call('SADD', k('node', node_id, 'jobs'), job_id)
 end
 
--- Give back the slot a job's current attempt holds.
+-- Give back the slot a job's current attempt holds. Returns the node's channel when this
+-- leaves a draining node idle (it is then told `drained`), else ''.
 local function release(node_id, job_id)
-  if redis.call('SREM', k('node', node_id, 'jobs'), job_id) == 1 then
-    local nkey = k('node', node_id)
-    if redis.call('EXISTS', nkey) == 1 and redis.call('HINCRBY', nkey, 'used', -1) < 0 then
-      redis.call('HSET', nkey, 'used', 0)
-    end
-  end
   redis.call('ZREM', k('deadlines'), job_id)
+  if node_id == '' or redis.call('SREM', k('node', node_id, 'jobs'), job_id) == 0 then return '' end
+  local nkey = k('node', node_id)
+  if redis.call('EXISTS', nkey) == 0 then return '' end
+  local used = redis.call('HINCRBY', nkey, 'used', -1)
+  if used < 0 then
+    redis.call('HSET', nkey, 'used', 0)
+    used = 0
+  end
+  if used == 0 and redis.call('HGET', nkey, 'status') == 'draining' then
+    return redis.call('HGET', nkey, 'channel') or ''
+  end
+  return ''
 end
 
 -- Walk a route (list of {pool, strategy}) and reserve a slot on the first pool that has one.
-local function dispatch_on(route, tried, session_id, job_id)
+local function dispatch_on(route, tried, session_id, job_id, now)
   local looked = {}
   for _, entry in ipairs(route) do
-    local node, seen = pick(entry[1], entry[2], tried, session_id)
+    local node, seen = pick(entry[1], entry[2], tried, session_id, now)
     looked[#looked + 1] = {pool = entry[1], candidates = seen}
     if node then
       reserve(node, job_id)
@@ -159,4 +168,12 @@ local function end_story(job_id, ending, history_s, now)
   local skey = k('story', job_id)
   redis.call('HSET', skey, 'ending', ending, 'ended_ms', now)
   redis.call('EXPIRE', skey, history_s)
+end
+
+-- Append one entry to a JSON list field of the story.
+local function story_append(job_id, field, entry)
+  local skey = k('story', job_id)
+  local list = decode_list(redis.call('HGET', skey, field))
+  list[#list + 1] = entry
+  redis.call('HSET', skey, field, cjson.encode(list))
 end

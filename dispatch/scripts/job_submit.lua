@@ -7,14 +7,14 @@ local job_id, need, session_id = ARGV[2], ARGV[3], ARGV[6]
 local jkey, skey = k('job', job_id), k('story', job_id)
 if redis.call('EXISTS', jkey) == 1 or redis.call('EXISTS', skey) == 1 then return {'dup'} end
 rand_seed(ARGV[5])
+local now = now_ms()
 local route = route_of(need, ARGV[4])
-local node, pool, strategy, looked = dispatch_on(route, {}, session_id, job_id)
+local node, pool, strategy, looked = dispatch_on(route, {}, session_id, job_id, now)
 if not node then
   local first = ''
   if route[1] then first = route[1][1] end
   return {'none', first}
 end
-local now = now_ms()
 local node_channel = redis.call('HGET', k('node', node), 'channel')
 redis.call('HSET', jkey,
   'session', session_id, 'schan', ARGV[7], 'trace', ARGV[8], 'utt', ARGV[9], 'need', need,

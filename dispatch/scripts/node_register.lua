@@ -3,7 +3,8 @@
 -- ARGV: prefix, node_id, token, channel, config version, caps json, pools json, slots asked,
 --       info json, lease ms, raw language_capabilities, raw capability_by_type,
 --       raw installed_services, '1' when we just made the id up
--- Returns {status, replaced channel or ''} | {'stale'} (config changed: recompute) | {'taken'}
+-- Returns {status, replaced channel or '', job ids the replaced socket held...}
+--       | {'stale'} (config changed: recompute) | {'taken'}
 --       | {'collision'} (a made-up id already exists: make another).
 local node_id, token, channel = ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HGET', k('config'), 'version') ~= ARGV[5] then return {'stale'} end
@@ -29,4 +30,10 @@ redis.call('HSETNX', nkey, 'used', 0)
 redis.call('HINCRBY', nkey, 'capver', 1)
 redis.call('SADD', k('nodes'), node_id)
 redis.call('ZADD', k('leases'), now + tonumber(ARGV[10]), node_id)
-return {status, replaced}
+local result = {status, replaced}
+if replaced ~= '' then
+  for _, job_id in ipairs(redis.call('SMEMBERS', k('node', node_id, 'jobs'))) do
+    result[#result + 1] = job_id
+  end
+end
+return result

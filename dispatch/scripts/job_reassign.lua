@@ -1,0 +1,64 @@
+-- Move a job on from its current attempt: after a timeout, a lost node, a failed result, or
+-- (for a job waiting for a node) to try again. The next attempt goes to a node of the route
+-- that has not had the job; when attempts are spent, or no such node turns up within the
+-- dispatch wait, the job ends with its last attempt's error.
+-- ARGV: prefix, job_id, reason (timeout|lost|failed|retry|expire), seed, expected attempt ('' any),
+--       expected node ('' any), attempt timeout ms, max attempts, error code of this attempt,
+--       history s, dispatch wait ms, model block s (MODEL_NOT_AVAILABLE) or '0'
+-- Returns {'gone'} | {'stale'} (someone else moved it, or not the current node's)
+--   | {'moved', node, node channel, attempt, body, old channel, drained channel}
+--   | {'waiting', old channel, drained channel}
+--   | {'ended', session channel, session_id, utterance_index, trace_id, cut ms, code, old channel,
+--      drained channel, now}
+local job_id, reason = ARGV[2], ARGV[3]
+local jkey = k('job', job_id)
+local j = redis.call('HMGET', jkey, 'node', 'attempt', 'tried', 'need', 'auto_pool', 'session', 'schan',
+  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until')
+if not j[1] then return {'gone'} end
+if ARGV[5] ~= '' and j[2] ~= ARGV[5] then return {'stale'} end
+if ARGV[6] ~= '' and j[1] ~= ARGV[6] then return {'stale'} end
+local now = now_ms()
+local old_node, attempt = j[1], tonumber(j[2])
+local old_channel, drained = '', ''
+local code = j[13] or 'JOB_TIMEOUT'
+if reason ~= 'retry' then
+  code = ARGV[9]
+  if old_node ~= '' then
+    old_channel = redis.call('HGET', k('node', old_node), 'channel') or ''
+    drained = release(old_node, job_id)
+    if tonumber(ARGV[12]) > 0 then
+      redis.call('HSET', k('node', old_node), 'block:' .. j[12], now + tonumber(ARGV[12]) * 1000)
+    end
+    story_append(job_id, 'events', {at_ms = now, event = reason, node = old_node, attempt = attempt, code = code})
+  end
+end
+
+local function finish()
+  redis.call('DEL', jkey)
+  redis.call('ZREM', k('deadlines'), job_id)
+  end_story(job_id, cjson.encode({kind = 'error', code = code}), tonumber(ARGV[10]), now)
+  redis.call('HINCRBY', k('metrics'), 'jobs_error', 1)
+  return {'ended', j[7], j[6], j[9], j[8], j[10], code, old_channel, drained, now}
+end
+
+if reason == 'expire' or (reason ~= 'retry' and attempt >= tonumber(ARGV[8])) then return finish() end
+local wait_until = tonumber(j[14])
+if reason ~= 'retry' then wait_until = now + tonumber(ARGV[11]) end
+if reason == 'retry' and now >= wait_until then return finish() end
+
+rand_seed(ARGV[4])
+local route = route_of(j[4], j[5])
+local node, pool, strategy, looked = dispatch_on(route, split(j[3]), j[6], job_id, now)
+if not node then
+  redis.call('HSET', jkey, 'node', '', 'state', 'waiting', 'last_error', code, 'wait_until', wait_until)
+  redis.call('ZADD', k('deadlines'), math.min(now + 250, wait_until), job_id)
+  return {'waiting', old_channel, drained}
+end
+attempt = attempt + 1
+redis.call('HSET', jkey, 'node', node, 'attempt', attempt, 'tried', j[3] .. ',' .. node, 'pool', pool,
+  'dispatched_ms', now, 'state', 'assigned', 'last_error', code)
+redis.call('ZADD', k('deadlines'), now + tonumber(ARGV[7]), job_id)
+redis.call('HINCRBY', k('metrics'), 'reassignments', 1)
+story_append(job_id, 'attempts', {attempt = attempt, pool = pool, strategy = strategy, node = node, at_ms = now, looked = looked})
+local node_channel = redis.call('HGET', k('node', node), 'channel')
+return {'moved', node, node_channel, attempt, j[11], old_channel, drained}
