@@ -103,13 +103,17 @@ class SessionConsumer(FrameConsumer):
     async def disconnect(self, code: int) -> None:
         await self.end_session()
 
-    async def receive_frame(self, text: str) -> None:
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        # every frame costs a token, binary ones too (they would get an error each otherwise)
         if not self.limiter.take():
             if self.limiter.flooding:
                 await self.close(code=CloseCode.POLICY)
             elif self.limiter.should_warn():
                 await self.send_error(ErrorCode.RATE_LIMITED, "You are sending too fast; frames are being dropped.")
             return
+        await super().websocket_receive(message)
+
+    async def receive_frame(self, text: str) -> None:
         frame = decode_session_frame(text)
         if isinstance(frame, Ignored):
             await self.frame_ignored(frame.type)
@@ -335,12 +339,18 @@ class SessionConsumer(FrameConsumer):
                 )
             )
             self.job_done(cut.utterance_index)
-        except redis.RedisError:
-            log.warning("job not placed: store unreachable", extra={"session_id": spec.session_id})
+        except Exception as error:
+            unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
+            if unreachable:
+                log.warning("job not placed: store unreachable", extra={"session_id": spec.session_id})
+            else:
+                log.exception("job not placed: internal error", extra={"session_id": spec.session_id})
             await self.send_frame(
                 protocol.error_frame(
                     ErrorCode.INTERNAL_ERROR,
-                    "The scheduler's store is unreachable, so this utterance was not translated.",
+                    "The scheduler's store is unreachable, so this utterance was not translated."
+                    if unreachable
+                    else "The scheduler hit an internal error, so this utterance was not translated.",
                     trace_id=spec.trace_id,
                     utterance_index=cut.utterance_index,
                 )

@@ -39,6 +39,11 @@ def node_jobs(node_id: str) -> str:
     return f"{prefix()}:node:{node_id}:jobs"
 
 
+def node_times(node_id: str) -> str:
+    """list: the node's last 100 processing times (ms, as it reported them), newest first."""
+    return f"{prefix()}:node:{node_id}:times"
+
+
 def nodes() -> str:
     """set: every node id that has a record (live or offline for 15 minutes)."""
     return f"{prefix()}:nodes"
@@ -90,10 +95,42 @@ def sessions() -> str:
 
 
 def metrics() -> str:
-    """hash: fleet-wide counters written by the scripts."""
+    """hash: fleet-wide counters written by the scripts, and the dispatch latency histogram
+    (``dispatch_le:<ms>`` per bucket, not cumulative; ``dispatch_sum_ms``)."""
     return f"{prefix()}:metrics"
 
 
 def worker(name: str) -> str:
     """string with a TTL: a scheduler_worker copy is alive."""
     return f"{prefix()}:worker:{name}"
+
+
+def workers() -> str:
+    """zset: scheduler_worker copy name → when its liveness runs out (ms, Redis clock)."""
+    return f"{prefix()}:workers"
+
+
+def session_jobs(session_id: str) -> str:
+    """zset: a session's job ids → when placed (ms), kept while their stories can exist."""
+    return f"{prefix()}:session:{session_id}:jobs"
+
+
+def trace(trace_id: str) -> str:
+    """set: the session ids a trace id named (it outlives the session's own hash)."""
+    return f"{prefix()}:trace:{trace_id}"
+
+
+def minute(number: int) -> str:
+    """hash (observation, 20-minute TTL): jobs placed in that minute since the epoch,
+    ``placed`` and ``placed:<pool>``."""
+    return f"{prefix()}:minute:{number}"
+
+
+def dispatch_latency(pool: str) -> str:
+    """list (observation): the last 100 dispatch latencies (ms, cut → slot reserved) of a pool."""
+    return f"{prefix()}:latency:{pool}"
+
+
+def load_sample(second: int) -> str:
+    """string (observation, TTL): the fleet's load as the worker saw it at that epoch second."""
+    return f"{prefix()}:sample:{second}"

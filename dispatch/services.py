@@ -24,7 +24,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from dispatch import keys, protocol, selectors, store
+from dispatch import history, keys, protocol, selectors, store
 from dispatch.protocol import ErrorCode, JobResult, NodeHeartbeat, NodeRegister
 from pools.rules import NodeCaps, PoolConfig, node_pools, ready_services
 
@@ -211,9 +211,10 @@ async def node_register(*, frame: NodeRegister, token: str, channel: str, curren
         if reply[0] == "collision":
             node_id = "node-" + secrets.token_hex(4)
         elif reply[0] != "stale":
-            status, replaced = reply
+            status, replaced, *held = reply
             if replaced:
                 await _send(replaced, {"type": "node.close", "code": protocol.CloseCode.TAKEN_OVER})
+                await _jobs_move_on(node_id, held)
             log.info("node registered", extra={"node_id": node_id, "code": status})
             return Registered(node_id=node_id, status=status, replaced_channel=replaced)
     raise RuntimeError("the pool configuration kept changing during registration")
@@ -357,7 +358,7 @@ class NoAvailableNode(Exception):
 
 
 async def session_open(*, session_id: str, trace_id: str, channel: str) -> None:
-    await store.run("session_open", session_id, trace_id, channel)
+    await store.run("session_open", session_id, trace_id, channel, history.job_index_keep_s())
 
 
 async def session_close(*, session_id: str, job_ids: list[str]) -> None:
@@ -442,6 +443,7 @@ async def job_submit(
             cut.cut_ms,
             body,
             int(settings.SCHEDULER_JOB_TIMEOUT_S * 1000),
+            history.job_index_keep_s(),
         )
         if reply[0] == "ok":
             _, node_id, node_channel, pool, strategy = reply
@@ -458,9 +460,10 @@ async def job_submit(
             body = _job_body(spec, cut, job_id)
             continue
         first_pool = reply[1]
-        if time.monotonic() + backoff > give_up:
+        remaining = give_up - time.monotonic()
+        if remaining <= 0:
             break
-        await asyncio.sleep(backoff)
+        await asyncio.sleep(min(backoff, remaining))  # the last try comes at the deadline, not before
         backoff = min(backoff * 2, 0.5)
     route = await selectors.route_of(spec.need, spec.auto_pool)
     await store.run(
@@ -475,6 +478,7 @@ async def job_submit(
         cut.cut_ms,
         _json({"kind": "error", "code": ErrorCode.NO_AVAILABLE_NODE}),
         settings.SCHEDULER_JOB_HISTORY_S,
+        history.job_index_keep_s(),
     )
     log.warning(
         "no available node", extra={"job_id": job_id, "session_id": spec.session_id, "pool": first_pool}
@@ -643,6 +647,7 @@ async def job_reassign(
         settings.SCHEDULER_JOB_HISTORY_S,
         int(settings.SCHEDULER_DISPATCH_WAIT_S * 1000),
         block_s,
+        message or "",
     )
     kind = reply[0]
     if kind in ("gone", "stale"):
@@ -654,9 +659,9 @@ async def job_reassign(
     elif kind == "waiting":
         _, old_channel, drained = reply
     else:
-        _, session_channel, session_id, utt, trace_id, cut_ms, end_code, old_channel, drained, now = reply
+        _, session_channel, session_id, utt, trace_id, cut_ms, end_code, old_channel, drained, now, said = reply
         frames = ending_frames(
-            {"kind": "error", "code": end_code, "message": message},
+            {"kind": "error", "code": end_code, "message": said or None},
             job_id=job_id,
             session_id=session_id,
             utterance_index=int(utt),
@@ -682,7 +687,7 @@ async def job_recover(*, job_id: str) -> list[dict[str, Any]]:
     if not story.get("ending"):
         reply = await store.run(
             "job_reassign", job_id, "expire", 1, "", "", 0, 0, str(ErrorCode.JOB_TIMEOUT),
-            settings.SCHEDULER_JOB_HISTORY_S, 0, 0,
+            settings.SCHEDULER_JOB_HISTORY_S, 0, 0, "",
         )
         if reply[0] == "ended":
             old_channel, drained = reply[7], reply[8]

@@ -40,10 +40,15 @@ class FrameConsumer(AsyncWebsocketConsumer):
             await self.receive_frame(text)
         except ProtocolError as error:
             await self.send_error(error.code, error.message)
-        except redis.RedisError:
-            log.warning("store unreachable while handling a frame", exc_info=True)
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("store unreachable while handling a frame")
             await self.send_error(
                 ErrorCode.INTERNAL_ERROR, "The scheduler's store is unreachable; please retry shortly."
+            )
+        except Exception:  # a bug must not cost the client its socket, nor show it a traceback
+            log.exception("internal error while handling a frame")
+            await self.send_error(
+                ErrorCode.INTERNAL_ERROR, "The scheduler hit an internal error with that message."
             )
 
     async def receive_frame(self, text: str) -> None:

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 
-from dispatch import keys, services, store
+from dispatch import history, services, store
 
 log = logging.getLogger("dispatch.worker")
 
@@ -18,13 +18,13 @@ ALIVE_TTL_S = 5
 
 
 async def worker_tick() -> None:
-    """One pass: say we are alive, expire silent nodes' leases, move timed-out jobs on."""
-    await store.async_client().set(
-        keys.worker(f"{socket.gethostname()}:{os.getpid()}"), "alive", ex=ALIVE_TTL_S
-    )
+    """One pass: say we are alive, expire silent nodes' leases, move timed-out jobs on, and
+    sample the fleet's load for the dashboard when its time has come."""
+    await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await services.nodes_expire_leases()
     while await services.jobs_handle_due() == 100:
         pass
+    await history.fleet_sample()
 
 
 async def worker_run() -> None:

@@ -35,7 +35,10 @@ def database_url() -> str:
 class Stack:
     """``servers`` daphne processes on their own ports, plus ``worker`` scheduler_worker copies."""
 
-    def __init__(self, prefix: str, *, servers: int = 1, worker: bool = True, **env: Any) -> None:
+    def __init__(
+        self, prefix: str, *, servers: int = 1, worker: bool = True, server_env: dict[str, str] | None = None,
+        **env: Any,
+    ) -> None:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "schedulerproj.settings",
@@ -44,6 +47,7 @@ class Stack:
             "LOG_LEVEL": os.environ.get("TEST_SERVER_LOG_LEVEL", "WARNING"),
             **{key: str(value) for key, value in env.items()},
         }
+        self.server_env = {**self.env, **(server_env or {})}  # for the daphne processes only
         self.ports = [free_port() for _ in range(servers)]
         self.servers: list[subprocess.Popen[bytes] | None] = [None] * servers
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -60,7 +64,7 @@ class Stack:
         self.servers[index] = subprocess.Popen(
             [sys.executable, "-m", "schedulerproj.server", "--host", "127.0.0.1", "--port", str(self.ports[index])],
             cwd=BASE_DIR,
-            env=self.env,
+            env=self.server_env,
         )
         deadline = time.monotonic() + 30
         while True:

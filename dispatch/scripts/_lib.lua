@@ -177,3 +177,39 @@ local function story_append(job_id, field, entry)
   list[#list + 1] = entry
   redis.call('HSET', skey, field, cjson.encode(list))
 end
+
+-- Observations for the dashboard and /metrics (not state): a first attempt's dispatch latency
+-- (cut → slot reserved, ms) in the fleet histogram and its pool's recent list, and the jobs
+-- placed per minute. Bucket bounds mirror dispatch/metrics.py DISPATCH_BUCKETS_MS.
+local DISPATCH_LE_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+local function observe_dispatch(pool, latency, now)
+  local le = 'inf'
+  for _, bound in ipairs(DISPATCH_LE_MS) do
+    if latency <= bound then
+      le = tostring(bound)
+      break
+    end
+  end
+  redis.call('HINCRBY', k('metrics'), 'dispatch_le:' .. le, 1)
+  redis.call('HINCRBY', k('metrics'), 'dispatch_sum_ms', latency)
+  local mkey = k('minute', math.floor(now / 60000))
+  redis.call('HINCRBY', mkey, 'placed', 1)
+  redis.call('HINCRBY', mkey, 'placed:' .. pool, 1)
+  redis.call('EXPIRE', mkey, 1200)
+  local lkey = k('latency', pool)
+  redis.call('LPUSH', lkey, latency)
+  redis.call('LTRIM', lkey, 0, 99)
+  redis.call('EXPIRE', lkey, 900)
+end
+
+-- Index a job under its session, and the session under its trace id, for the job lookup;
+-- both kept `keep_s` after the last write (entries older than that are trimmed).
+local function index_job(session_id, trace_id, job_id, now, keep_s)
+  local ikey = k('session', session_id, 'jobs')
+  redis.call('ZADD', ikey, now, job_id)
+  redis.call('ZREMRANGEBYSCORE', ikey, '-inf', now - keep_s * 1000)
+  redis.call('EXPIRE', ikey, keep_s)
+  local tkey = k('trace', trace_id)
+  redis.call('SADD', tkey, session_id)
+  redis.call('EXPIRE', tkey, keep_s)
+end

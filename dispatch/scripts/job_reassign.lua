@@ -4,16 +4,16 @@
 -- dispatch wait, the job ends with its last attempt's error.
 -- ARGV: prefix, job_id, reason (timeout|lost|failed|retry|expire), seed, expected attempt ('' any),
 --       expected node ('' any), attempt timeout ms, max attempts, error code of this attempt,
---       history s, dispatch wait ms, model block s (MODEL_NOT_AVAILABLE) or '0'
+--       history s, dispatch wait ms, model block s (MODEL_NOT_AVAILABLE) or '0', node's message
 -- Returns {'gone'} | {'stale'} (someone else moved it, or not the current node's)
 --   | {'moved', node, node channel, attempt, body, old channel, drained channel}
 --   | {'waiting', old channel, drained channel}
 --   | {'ended', session channel, session_id, utterance_index, trace_id, cut ms, code, old channel,
---      drained channel, now}
+--      drained channel, now, node's message}
 local job_id, reason = ARGV[2], ARGV[3]
 local jkey = k('job', job_id)
 local j = redis.call('HMGET', jkey, 'node', 'attempt', 'tried', 'need', 'auto_pool', 'session', 'schan',
-  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until')
+  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until', 'last_message')
 if not j[1] then return {'gone'} end
 if ARGV[5] ~= '' and j[2] ~= ARGV[5] then return {'stale'} end
 if ARGV[6] ~= '' and j[1] ~= ARGV[6] then return {'stale'} end
@@ -21,8 +21,9 @@ local now = now_ms()
 local old_node, attempt = j[1], tonumber(j[2])
 local old_channel, drained = '', ''
 local code = j[13] or 'JOB_TIMEOUT'
+local message = j[15] or ''
 if reason ~= 'retry' then
-  code = ARGV[9]
+  code, message = ARGV[9], ARGV[13] or ''
   if old_node ~= '' then
     old_channel = redis.call('HGET', k('node', old_node), 'channel') or ''
     drained = release(old_node, job_id)
@@ -36,9 +37,9 @@ end
 local function finish()
   redis.call('DEL', jkey)
   redis.call('ZREM', k('deadlines'), job_id)
-  end_story(job_id, cjson.encode({kind = 'error', code = code}), tonumber(ARGV[10]), now)
+  end_story(job_id, cjson.encode({kind = 'error', code = code, message = message}), tonumber(ARGV[10]), now)
   redis.call('HINCRBY', k('metrics'), 'jobs_error', 1)
-  return {'ended', j[7], j[6], j[9], j[8], j[10], code, old_channel, drained, now}
+  return {'ended', j[7], j[6], j[9], j[8], j[10], code, old_channel, drained, now, message}
 end
 
 if reason == 'expire' or (reason ~= 'retry' and attempt >= tonumber(ARGV[8])) then return finish() end
@@ -50,13 +51,14 @@ rand_seed(ARGV[4])
 local route = route_of(j[4], j[5])
 local node, pool, strategy, looked = dispatch_on(route, split(j[3]), j[6], job_id, now)
 if not node then
-  redis.call('HSET', jkey, 'node', '', 'state', 'waiting', 'last_error', code, 'wait_until', wait_until)
+  redis.call('HSET', jkey, 'node', '', 'state', 'waiting', 'last_error', code, 'last_message', message,
+    'wait_until', wait_until)
   redis.call('ZADD', k('deadlines'), math.min(now + 250, wait_until), job_id)
   return {'waiting', old_channel, drained}
 end
 attempt = attempt + 1
 redis.call('HSET', jkey, 'node', node, 'attempt', attempt, 'tried', j[3] .. ',' .. node, 'pool', pool,
-  'dispatched_ms', now, 'state', 'assigned', 'last_error', code)
+  'dispatched_ms', now, 'state', 'assigned', 'last_error', code, 'last_message', message)
 redis.call('ZADD', k('deadlines'), now + tonumber(ARGV[7]), job_id)
 redis.call('HINCRBY', k('metrics'), 'reassignments', 1)
 story_append(job_id, 'attempts', {attempt = attempt, pool = pool, strategy = strategy, node = node, at_ms = now, looked = looked})

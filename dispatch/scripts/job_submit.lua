@@ -1,7 +1,7 @@
 -- Pick and reserve in one call: walk the session's route, take a slot on a node of the first
 -- pool that has one (by that pool's strategy), record the job with its frame and its story.
 -- ARGV: prefix, job_id, need, auto pool, seed, session_id, session channel, trace_id,
---       utterance_index, cut ms, job_assign body, attempt timeout ms
+--       utterance_index, cut ms, job_assign body, attempt timeout ms, job index keep s
 -- Returns {'ok', node, node channel, pool, strategy} | {'none', first pool or ''} | {'dup'}.
 local job_id, need, session_id = ARGV[2], ARGV[3], ARGV[6]
 local jkey, skey = k('job', job_id), k('story', job_id)
@@ -27,4 +27,6 @@ redis.call('HSET', skey,
   'job_id', job_id, 'session', session_id, 'trace', ARGV[8], 'utt', ARGV[9], 'need', need,
   'route', cjson.encode(route), 'cut_ms', ARGV[10], 'attempts', cjson.encode(attempts))
 redis.call('EXPIRE', skey, 86400)
+observe_dispatch(pool, math.max(0, now - tonumber(ARGV[10])), now)
+index_job(session_id, ARGV[8], job_id, now, tonumber(ARGV[13]))
 return {'ok', node, node_channel, pool, strategy}

@@ -1,10 +1,12 @@
 -- A job's first attempt found no node within the dispatch wait: keep its story and count it.
 -- ARGV: prefix, job_id, session_id, trace_id, utterance_index, need, route json, first pool,
---       cut ms, ending json, history s
+--       cut ms, ending json, history s, job index keep s
 local skey = k('story', ARGV[2])
 redis.call('HSET', skey, 'job_id', ARGV[2], 'session', ARGV[3], 'trace', ARGV[4], 'utt', ARGV[5],
   'need', ARGV[6], 'route', ARGV[7], 'cut_ms', ARGV[9], 'attempts', '[]')
-end_story(ARGV[2], ARGV[10], tonumber(ARGV[11]), now_ms())
+local now = now_ms()
+end_story(ARGV[2], ARGV[10], tonumber(ARGV[11]), now)
+index_job(ARGV[3], ARGV[4], ARGV[2], now, tonumber(ARGV[12]))
 local first = ARGV[8]
 if first == '' then first = 'none' end
 redis.call('HINCRBY', k('metrics'), 'no_available:' .. first, 1)

@@ -1,7 +1,9 @@
 -- A browser session opens: note its trace id and channel.
--- ARGV: prefix, session_id, trace_id, channel
+-- ARGV: prefix, session_id, trace_id, channel, job index keep s (the trace id → session index)
 local now = now_ms()
 redis.call('HSET', k('session', ARGV[2]), 'trace', ARGV[3], 'channel', ARGV[4], 'opened_ms', now)
 redis.call('EXPIRE', k('session', ARGV[2]), 86400)
 redis.call('ZADD', k('sessions'), now, ARGV[2])
+redis.call('SADD', k('trace', ARGV[3]), ARGV[2])
+redis.call('EXPIRE', k('trace', ARGV[3]), tonumber(ARGV[5]))
 return 'ok'

@@ -110,7 +110,7 @@ async def test_routes_two_way_and_exactly_one_ending(stack, node_token):
         late = await browser.silent(0.3)
         assert [f for f in late if f["type"] != "ui_event"] == []
         await browser.close()
-    for node_id, node in nodes.items():
+    for node in nodes.values():
         for job in node.jobs:
             if job["mode"] == "two_way_auto":
                 assert job["src_lang"] == "auto" and {job["lang_a"], job["lang_b"]} == {"en", "zh"}
@@ -220,7 +220,7 @@ async def test_sticky_keeps_the_session_on_its_node(stack, node_token):
         await browser.ending()
         await browser.utterance(index)
         await browser.expect(lambda f: f.get("event") == "DISPATCHED")
-        await eventually(lambda: sum(len(n.jobs) for n in nodes) == index + 1)
+        await eventually(lambda count=index + 1: sum(len(n.jobs) for n in nodes) == count)
     assert [len(n.jobs) for n in nodes if n is not chosen] == [0, 0]
     assert len(chosen.jobs) == 6
     # while the sticky node is busy, the session's next job goes to another node
@@ -244,7 +244,7 @@ async def test_least_loaded_takes_the_most_free_slots(stack, node_token):
     for index in range(4):
         await browsers[index % 2].utterance(index // 2)
         await browsers[index % 2].expect(lambda f: f.get("event") == "DISPATCHED")
-        await eventually(lambda: len(big.jobs) + sum(len(n.jobs) for n in small) == index + 1)
+        await eventually(lambda count=index + 1: len(big.jobs) + sum(len(n.jobs) for n in small) == count)
     assert len(big.jobs) == 4 and [len(n.jobs) for n in small] == [0, 0]
     # now all three have 4 free: ties go at random, and each takes its turn as the others fill
     for index in range(4, 16):

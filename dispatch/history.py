@@ -1,0 +1,53 @@
+"""The fleet's recent past for the dashboard: observations, not state (no decision reads them).
+
+The worker takes one load sample every ``selectors.HISTORY_SAMPLE_S`` seconds (whichever copy
+claims the slot first); the job submit script counts jobs placed per minute (``keys.minute``).
+Both are kept for the dashboard's 15-minute charts and then expire; ``selectors`` reads them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from django.conf import settings
+
+from dispatch import keys, selectors, store
+
+KEEP_S = selectors.HISTORY_WINDOW_S + 60
+
+
+def job_index_keep_s() -> int:
+    """How long a session's job ids (and a trace id's sessions) stay findable: the longest a
+    job can last, then the history window its story is kept for."""
+    from dispatch.consumers import job_deadline_s
+
+    return int(job_deadline_s()) + settings.SCHEDULER_JOB_HISTORY_S
+
+
+async def fleet_sample() -> bool:
+    """Worker: record the fleet's load once per ``HISTORY_SAMPLE_S`` seconds. Returns whether
+    this call took the sample (another worker copy, or an earlier pass, may have)."""
+    client = store.async_client()
+    every = selectors.HISTORY_SAMPLE_S
+    second = int(time.time()) // every * every
+    key = keys.load_sample(second)
+    if not await client.set(key, "", nx=True, ex=KEEP_S):
+        return False
+    fleet = await selectors.fleet_snapshot()
+    live = [node for node in fleet.nodes if node.status != "offline"]
+    sample = {
+        "t": second * 1000,
+        "used": sum(node.used for node in live),
+        "total": sum(node.slots for node in live),
+        "ready": sum(1 for node in live if node.status == "ready"),
+        "cpu": _mean([node.load.get("cpu_percent") for node in live]),
+        "gpu": _mean([node.load.get("gpu_percent") for node in live]),
+    }
+    await client.set(key, msgspec.json.encode(sample), ex=KEEP_S)
+    return True
+
+
+def _mean(values: list[object]) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return round(sum(numbers) / len(numbers), 1) if numbers else None

@@ -1,0 +1,111 @@
+"""``/metrics``: Prometheus text, fleet-wide whichever process is scraped.
+
+Every number is read from Redis (the scripts' counters, the node records, the workers'
+liveness), so two processes scraped after the same traffic answer the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.http import HttpRequest, HttpResponse
+
+from dispatch import selectors
+
+# Upper bounds of the dispatch latency buckets, ms; the Lua side (_lib.lua DISPATCH_LE_MS)
+# counts into the same ones.
+DISPATCH_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+JOB_OUTCOMES = ("result", "missing", "error", "cancelled")
+NODE_STATUSES = ("registering", "ready", "draining", "offline")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float | int]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{labels} {value}" for labels, value in samples]
+    return lines
+
+
+def _by_prefix(counters: dict[str, int], prefix: str, label: str) -> list[tuple[str, int]]:
+    return [
+        (f'{{{label}="{_label(name.removeprefix(prefix))}"}}', value)
+        for name, value in sorted(counters.items())
+        if name.startswith(prefix)
+    ]
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}"
+
+
+def metrics_text(fleet: selectors.Fleet) -> str:
+    """The fleet in Prometheus text format (0.0.4)."""
+    counters = fleet.counters
+    buckets, cumulative = [], 0
+    for bound in DISPATCH_BUCKETS_MS:
+        cumulative += counters.get(f"dispatch_le:{bound}", 0)
+        buckets.append((f'_bucket{{le="{_seconds(bound)}"}}', cumulative))
+    cumulative += counters.get("dispatch_le:inf", 0)
+    buckets.append(('_bucket{le="+Inf"}', cumulative))
+    live = [node for node in fleet.nodes if node.status != "offline"]
+    statuses = {status: 0 for status in NODE_STATUSES}
+    for node in fleet.nodes:
+        statuses[node.status] = statuses.get(node.status, 0) + 1
+    lines = [
+        "# HELP scheduler_dispatch_seconds Time from an utterance's cut to its first job_assign being sent.",
+        "# TYPE scheduler_dispatch_seconds histogram",
+        *(f"scheduler_dispatch_seconds{suffix} {value}" for suffix, value in buckets),
+        f"scheduler_dispatch_seconds_sum {_seconds(counters.get('dispatch_sum_ms', 0))}",
+        f"scheduler_dispatch_seconds_count {cumulative}",
+    ]
+    lines += _family(
+        "scheduler_jobs_total", "counter", "Jobs ended, by how they ended.",
+        [(f'{{outcome="{outcome}"}}', counters.get(f"jobs_{outcome}", 0)) for outcome in JOB_OUTCOMES],
+    )
+    lines += _family(
+        "scheduler_reassignments_total", "counter", "Jobs moved to another node after an attempt ended without a result.",
+        [("", counters.get("reassignments", 0))],
+    )
+    lines += _family(
+        "scheduler_no_available_node_total", "counter",
+        "Jobs that found no ready node with a free slot, by the first pool of their route (none: empty route).",
+        _by_prefix(counters, "no_available:", "pool"),
+    )
+    lines += _family(
+        "scheduler_nodes", "gauge", "Nodes by status (offline ones for 15 minutes after they leave).",
+        [(f'{{status="{_label(status)}"}}', count) for status, count in statuses.items()],
+    )
+    lines += _family(
+        "scheduler_slots", "gauge", "Job slots of connected nodes: in use, and in all.",
+        [('{state="used"}', sum(node.used for node in live)), ('{state="total"}', sum(node.slots for node in live))],
+    )
+    lines += _family(
+        "scheduler_node_full_total", "counter", "Dispatches that took a node's last free slot.",
+        [("", counters.get("node_full", 0))],
+    )
+    lines += _family(
+        "scheduler_frames_rejected_total", "counter", "Frames answered with an error, by error code.",
+        _by_prefix(counters, "rejected:", "code"),
+    )
+    lines += _family(
+        "scheduler_frames_ignored_total", "counter", "Frames the protocol lets pass unused, by type.",
+        _by_prefix(counters, "ignored:", "type"),
+    )
+    lines += _family(
+        "scheduler_workers_alive", "gauge", "scheduler_worker copies that reported in the last few seconds.",
+        [("", fleet.workers_alive)],
+    )
+    lines += _family("scheduler_sessions", "gauge", "Open browser sessions.", [("", fleet.sessions)])
+    lines += _family(
+        "scheduler_jobs_in_flight", "gauge", "Jobs placed or waiting for a node, not yet ended.",
+        [("", fleet.jobs_in_flight)],
+    )
+    return "\n".join(lines) + "\n"
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics_text(await selectors.fleet_snapshot()), content_type=CONTENT_TYPE)

@@ -1,0 +1,70 @@
+"""The staff dashboard's pages: the live fleet (filled by its socket) and the job lookup."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from dispatch import selectors
+from nodes.dashboard import story_told
+
+LOOKUP_ID = re.compile(r"^[\w.:-]{1,200}$")
+
+
+@staff_member_required
+async def dashboard(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    return render(request, "dashboard/index.html", {"staff_name": user.get_username(), "section": "fleet"})
+
+
+@staff_member_required
+async def job_lookup(request: HttpRequest) -> HttpResponse:
+    """``?job_id=`` goes to that job; ``?trace_id=`` or ``?session_id=`` lists a session's jobs."""
+    user = await request.auser()
+    job_id = request.GET.get("job_id", "").strip()
+    if job_id and LOOKUP_ID.match(job_id):
+        return redirect(reverse("dashboard:job", args=[job_id]))
+    trace_id = request.GET.get("trace_id", "").strip()
+    session_id = request.GET.get("session_id", "").strip()
+    sessions: list[dict[str, object]] = []
+    asked = bool(trace_id or session_id)
+    if trace_id and LOOKUP_ID.match(trace_id):
+        session_ids = await selectors.trace_session_ids(trace_id)
+    elif session_id and LOOKUP_ID.match(session_id):
+        session_ids = [session_id]
+    else:
+        session_ids = []
+    for sid in session_ids:
+        stories = await selectors.job_stories(await selectors.session_job_ids(sid))
+        jobs = [story_told(story) for story in stories]
+        sessions.append({"session_id": sid, "trace_id": jobs[0]["trace"] if jobs else trace_id or "", "jobs": jobs})
+    context = {
+        "staff_name": user.get_username(),
+        "section": "jobs",
+        "trace_id": trace_id,
+        "session_id": session_id,
+        "asked": asked,
+        "sessions": sessions,
+        "found": any(s["jobs"] for s in sessions),
+        "history_s": settings.SCHEDULER_JOB_HISTORY_S,
+    }
+    return render(request, "dashboard/jobs.html", context)
+
+
+@staff_member_required
+async def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    user = await request.auser()
+    story = await selectors.job_story(job_id)
+    context = {
+        "staff_name": user.get_username(),
+        "section": "jobs",
+        "job_id": job_id,
+        "job": story_told(story) if story else None,
+        "history_s": settings.SCHEDULER_JOB_HISTORY_S,
+    }
+    return render(request, "dashboard/job.html", context, status=200 if story else 404)
