@@ -698,6 +698,7 @@ async def job_recover(*, job_id: str) -> list[dict[str, Any]]:
         story = await selectors.job_story(job_id) or story
         if not story.get("ending"):
             return []
+    await _count("recovered")
     now = now_ms()
     return ending_frames(
         json.loads(story["ending"]),
