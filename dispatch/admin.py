@@ -1,17 +1,23 @@
 """The pool admin: pools with their language rules inline, each pool's live members shown
-read-only, and node slot overrides. Every committed change republishes live state."""
+read-only, a "who would serve this pair now" preview, and node slot overrides. Every committed
+change republishes live state."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html_join
 
 from dispatch import selectors
 from pools.models import LanguageRule, NodeSlotOverride, Pool
+from pools.rules import one_way_need, two_way_need
 from pools.signals import announce_pools_changed
 
 
@@ -41,6 +47,22 @@ class LanguageRuleInline(admin.TabularInline):
     fields = ("src_lang", "tgt_lang", "languages")
 
 
+class PairPreviewForm(forms.Form):
+    src_lang = forms.RegexField(regex=r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", label="From", max_length=16)
+    tgt_lang = forms.RegexField(regex=r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", label="To", max_length=16)
+    two_way = forms.BooleanField(required=False, label="Two-way (both directions)")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("src_lang") and data.get("src_lang") == data.get("tgt_lang"):
+            raise forms.ValidationError("The two languages must differ.")
+        return data
+
+    def need(self) -> str:
+        src, tgt = self.cleaned_data["src_lang"], self.cleaned_data["tgt_lang"]
+        return two_way_need(src, tgt) if self.cleaned_data["two_way"] else one_way_need(src, tgt)
+
+
 @admin.register(Pool)
 class PoolAdmin(AnnouncesChanges):
     list_display = ("name", "enabled", "priority", "strategy", "services", "pair_count", "live_members")
@@ -49,6 +71,35 @@ class PoolAdmin(AnnouncesChanges):
     inlines = [LanguageRuleInline]
     readonly_fields = ("live_members",)
     fields = ("name", "enabled", "priority", "strategy", "required_services", "live_members")
+    change_list_template = "admin/pools/pool/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = path("preview/", self.admin_site.admin_view(self.pair_preview), name="pools_pool_preview")
+        return [preview, *super().get_urls()]
+
+    def pair_preview(self, request: HttpRequest) -> HttpResponse:
+        """Who would serve this pair now: the route's pools in order, each with its members
+        and their free slots (eligible ones first)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PairPreviewForm(request.GET or None)
+        previews, error = None, None
+        if form.is_valid():
+            try:
+                previews = selectors.pair_preview(form.need())
+            except Exception:  # the admin stays usable while Redis is down
+                error = "Live state is unavailable (Redis does not answer)."
+        first = next((p.pool for p in previews or [] if p.eligible), None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Who would serve this pair now",
+            "opts": self.model._meta,
+            "form": form,
+            "previews": previews,
+            "first_pool": first,
+            "error": error,
+        }
+        return TemplateResponse(request, "admin/pools/pool/preview.html", context)
 
     @admin.display(description="required services")
     def services(self, pool: Pool) -> str:

@@ -39,6 +39,7 @@ log = logging.getLogger("dispatch.sessions")
 
 DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False}
 FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
+STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5 s later
 
 
 def job_deadline_s() -> float:
@@ -55,7 +56,8 @@ class RateLimiter:
         self.capacity = 2 * rate
         self.tokens = self.capacity
         self.updated = time.monotonic()
-        self.last_drop_second = -1
+        self.run_start = 0.0  # when the current run of seconds with drops began
+        self.last_drop_second = -2  # seconds since run_start of the latest drop
         self.drop_run = 0
         self.last_warning = -1.0
 
@@ -66,9 +68,12 @@ class RateLimiter:
         if self.tokens >= 1:
             self.tokens -= 1
             return True
-        second = int(now)
-        if second != self.last_drop_second:
-            self.drop_run = self.drop_run + 1 if second == self.last_drop_second + 1 else 1
+        # Seconds are counted from the run's first drop, so 5 seconds of flood means 5 seconds.
+        second = int(now - self.run_start)
+        if second > self.last_drop_second + 1:  # a whole second without drops: a new run
+            self.run_start, second, self.drop_run = now, 0, 0
+        if second != self.last_drop_second or self.drop_run == 0:
+            self.drop_run += 1
             self.last_drop_second = second
         return False
 
@@ -96,12 +101,31 @@ class SessionConsumer(FrameConsumer):
         self.jobs: dict[str, int] = {}  # job id → utterance index, once dispatched
         self.deadlines: dict[str, asyncio.TimerHandle] = {}  # job id → lost-ending recovery
         self.waiting: collections.deque[Cut] = collections.deque()
-        self.tasks: set[asyncio.Task[None]] = set()
         self.pause_timer: asyncio.TimerHandle | None = None
         self.limiter = RateLimiter(settings.SCHEDULER_RATE_LIMIT_PER_S)
 
     async def disconnect(self, code: int) -> None:
         await self.end_session()
+
+    async def store_lost(self) -> None:
+        """Redis came back empty: the jobs this session is waiting for are gone with it."""
+        spec = self.spec
+        if spec is None:
+            return
+        for job_id, index in list(self.jobs.items()):
+            self.jobs.pop(job_id)
+            self.deadlines.pop(job_id).cancel()
+            await self.send_frame(
+                protocol.error_frame(
+                    ErrorCode.INTERNAL_ERROR,
+                    "The scheduler lost track of this utterance (its store was reset); please say it again.",
+                    trace_id=spec.trace_id,
+                    utterance_index=index,
+                    job_id=job_id,
+                )
+            )
+            self.job_done(index)
+        await services.session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=self.channel_name)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         # every frame costs a token, binary ones too (they would get an error each otherwise)
@@ -307,11 +331,6 @@ class SessionConsumer(FrameConsumer):
         self.inflight.add(cut.utterance_index)
         self.start_task(self.dispatch_cut(self.spec, cut))
 
-    def start_task(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
     async def dispatch_cut(self, spec: SessionSpec | None, cut: Cut) -> None:
         if spec is None:
             return
@@ -379,15 +398,33 @@ class SessionConsumer(FrameConsumer):
         index = self.jobs.pop(message["job_id"], None)
         if index is None:
             return  # a job of a session this socket has closed, or already recovered
-        self.deadlines.pop(message["job_id"]).cancel()
+        handle = self.deadlines.pop(message["job_id"], None)
+        if handle is not None:
+            handle.cancel()
         for text in message["frames"]:
             await self.send(text_data=text)
         self.job_done(index)
 
+    async def store_back(self) -> None:
+        """After an outage, endings published while our subscription was down are lost: once
+        the channel layer has subscribed again, take the endings of our jobs from their
+        stories (jobs still running are left alone)."""
+        self.start_task(self.sweep_endings())
+
+    async def sweep_endings(self) -> None:
+        for delay in STORE_BACK_SWEEPS_S:
+            await asyncio.sleep(delay)
+            for job_id in list(self.jobs):
+                story = await selectors.job_story(job_id)
+                if story and story.get("ending") and job_id in self.jobs:
+                    await self.recover(job_id)
+
     async def recover(self, job_id: str) -> None:
         """No ending reached us by the longest a job can last: it was lost on the channel
         layer, or the job is stuck. Read it from the job's story, or end the job now."""
-        self.deadlines.pop(job_id, None)
+        handle = self.deadlines.pop(job_id, None)
+        if handle is not None:
+            handle.cancel()
         if job_id not in self.jobs:
             return
         frames = await services.job_recover(job_id=job_id)

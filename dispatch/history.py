@@ -35,19 +35,13 @@ async def fleet_sample() -> bool:
     if not await client.set(key, "", nx=True, ex=KEEP_S):
         return False
     fleet = await selectors.fleet_snapshot()
-    live = [node for node in fleet.nodes if node.status != "offline"]
     sample = {
         "t": second * 1000,
-        "used": sum(node.used for node in live),
-        "total": sum(node.slots for node in live),
-        "ready": sum(1 for node in live if node.status == "ready"),
-        "cpu": _mean([node.load.get("cpu_percent") for node in live]),
-        "gpu": _mean([node.load.get("gpu_percent") for node in live]),
+        "used": fleet.slots_used,
+        "total": fleet.slots_total,
+        "ready": fleet.by_status(("ready",))["ready"],
+        "cpu": fleet.mean_load("cpu_percent"),
+        "gpu": fleet.mean_load("gpu_percent"),
     }
     await client.set(key, msgspec.json.encode(sample), ex=KEEP_S)
     return True
-
-
-def _mean(values: list[object]) -> float | None:
-    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    return round(sum(numbers) / len(numbers), 1) if numbers else None

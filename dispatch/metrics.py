@@ -51,12 +51,10 @@ def metrics_text(fleet: selectors.Fleet) -> str:
         buckets.append((f'_bucket{{le="{_seconds(bound)}"}}', cumulative))
     cumulative += counters.get("dispatch_le:inf", 0)
     buckets.append(('_bucket{le="+Inf"}', cumulative))
-    live = [node for node in fleet.nodes if node.status != "offline"]
-    statuses = {status: 0 for status in NODE_STATUSES}
-    for node in fleet.nodes:
-        statuses[node.status] = statuses.get(node.status, 0) + 1
+    statuses = fleet.by_status(NODE_STATUSES)
     lines = [
-        "# HELP scheduler_dispatch_seconds Time from an utterance's cut to its first job_assign being sent.",
+        "# HELP scheduler_dispatch_seconds Time from an utterance's cut to its job being placed on a node"
+        " (measured as the slot is reserved; its job_assign is sent right after).",
         "# TYPE scheduler_dispatch_seconds histogram",
         *(f"scheduler_dispatch_seconds{suffix} {value}" for suffix, value in buckets),
         f"scheduler_dispatch_seconds_sum {_seconds(counters.get('dispatch_sum_ms', 0))}",
@@ -81,7 +79,7 @@ def metrics_text(fleet: selectors.Fleet) -> str:
     )
     lines += _family(
         "scheduler_slots", "gauge", "Job slots of connected nodes: in use, and in all.",
-        [('{state="used"}', sum(node.used for node in live)), ('{state="total"}', sum(node.slots for node in live))],
+        [('{state="used"}', fleet.slots_used), ('{state="total"}', fleet.slots_total)],
     )
     lines += _family(
         "scheduler_node_full_total", "counter", "Dispatches that took a node's last free slot.",

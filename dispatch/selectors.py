@@ -111,6 +111,35 @@ class Fleet:
     sessions: int
     jobs_in_flight: int
 
+    @property
+    def connected(self) -> list[NodeLoad]:
+        """The nodes with a socket (every status but offline)."""
+        return [node for node in self.nodes if node.status != "offline"]
+
+    @property
+    def slots_used(self) -> int:
+        return sum(node.used for node in self.connected)
+
+    @property
+    def slots_total(self) -> int:
+        return sum(node.slots for node in self.connected)
+
+    def by_status(self, statuses: tuple[str, ...]) -> dict[str, int]:
+        """How many nodes have each status (these first, even at 0)."""
+        counts = {status: 0 for status in statuses}
+        for node in self.nodes:
+            counts[node.status] = counts.get(node.status, 0) + 1
+        return counts
+
+    def mean_load(self, field: str) -> float | None:
+        """The mean of a reported ``resource_usage`` number over connected nodes that sent it."""
+        values = [
+            float(value)
+            for value in (node.load.get(field) for node in self.connected)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        return round(sum(values) / len(values), 1) if values else None
+
 
 def _int(raw: Any) -> int:
     try:

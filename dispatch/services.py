@@ -96,6 +96,7 @@ def pools_publish() -> PoolConfig:
         config.to_json(),
         "1" if config.auto else "0",
         _json(dict(config.slot_overrides)),
+        secrets.token_hex(8),
         *route_args,
     )
     client = store.sync_client()
@@ -124,6 +125,52 @@ def pools_ensure_published() -> None:
     current = store.decoded(store.sync_client().hget(keys.config(), "version"))
     if current != load_config().version:
         pools_publish()
+
+
+STORE_WATCH_S = 1.0
+
+
+async def store_watch() -> None:
+    """Runs in every server process, once a second.
+
+    - Redis came back empty (the epoch written with the configuration is missing or new):
+      republish the pools, close this process's node sockets with 1012 so nodes register
+      again, and end its sessions' unfinished jobs (``store_lost``).
+    - Redis was unreachable, or restarted with its data (a new run id): frames sent on the
+      pub/sub layer meanwhile may be lost, so sessions look their jobs' endings up
+      (``store_back``)."""
+    from channels.db import database_sync_to_async
+
+    from dispatch.sockets import sockets_notify
+
+    seen_epoch: str | None = None
+    seen_run: str | None = None
+    was_down = False
+    while True:
+        await asyncio.sleep(STORE_WATCH_S)
+        client = store.async_client()
+        try:
+            run_id = (await client.info("server"))["run_id"]
+            epoch = await client.hget(keys.config(), "epoch")
+            if epoch is None:
+                log.warning("store came back empty: republishing the pool configuration")
+                await database_sync_to_async(pools_publish)()
+                epoch = await client.hget(keys.config(), "epoch")
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not was_down:
+                log.warning("store unreachable")
+            was_down = True
+            continue
+        except Exception:
+            log.exception("store watch failed")
+            continue
+        if seen_epoch is not None and epoch != seen_epoch:
+            log.warning("live state was lost: nodes must register again, unfinished jobs end")
+            await sockets_notify("store_lost")
+        elif was_down or (seen_run is not None and run_id != seen_run):
+            log.warning("store reachable again: sessions look up endings they may have missed")
+            await sockets_notify("store_back")
+        seen_epoch, seen_run, was_down = epoch, run_id, False
 
 
 async def _current_config() -> PoolConfig:

@@ -6,7 +6,9 @@ Handlers of these consumers never touch the ORM after connect, so the per-messag
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import Any
 
 import redis
@@ -20,7 +22,48 @@ from dispatch.protocol import CloseCode, ErrorCode, ProtocolError
 log = logging.getLogger("dispatch.sockets")
 
 
+# This process's open sockets, so the process can act on all of them when it stops or when
+# Redis comes back empty. Not state any decision reads.
+live_sockets: weakref.WeakSet[FrameConsumer] = weakref.WeakSet()
+
+
+async def sockets_notify(event: str) -> None:
+    """Tell every open socket of this process: ``stopping`` (SIGTERM), ``store_lost`` or
+    ``store_back``."""
+    for consumer in list(live_sockets):
+        try:
+            await getattr(consumer, event)()
+        except Exception:
+            log.exception("socket could not handle %s", event)
+
+
 class FrameConsumer(AsyncWebsocketConsumer):
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        live_sockets.add(self)
+        self.tasks: set[asyncio.Task[None]] = set()
+        await super().websocket_connect(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        live_sockets.discard(self)
+        for task in self.tasks:
+            task.cancel()
+        await super().websocket_disconnect(message)
+
+    def start_task(self, coroutine: Any) -> None:
+        """Run work that must not hold up this socket's next frame; cancelled on disconnect."""
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stopping(self) -> None:
+        """The process is stopping (SIGTERM)."""
+
+    async def store_lost(self) -> None:
+        """Redis came back empty: live state of this socket is gone."""
+
+    async def store_back(self) -> None:
+        """Redis is reachable again after an outage or a restart with its data."""
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 
+import redis
+
 from dispatch import history, services, store
 
 log = logging.getLogger("dispatch.worker")
@@ -33,9 +35,17 @@ async def worker_run() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("worker started")
+    store_down = False
     while not stop.is_set():
         try:
             await worker_tick()
+            if store_down:
+                log.warning("store reachable again")
+            store_down = False
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not store_down:
+                log.warning("store unreachable; retrying every tick")
+            store_down = True
         except Exception:
             log.exception("worker pass failed; retrying")
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import weakref
 from typing import Any
+
+import redis
 
 from dispatch import services
 from dispatch.protocol import (
@@ -27,20 +29,13 @@ from dispatch.sockets import FrameConsumer
 
 log = logging.getLogger("nodes")
 
-# This process's node sockets, so a shutdown can close them with 1012 (nodes then reconnect
-# to another process). Not state any decision reads.
-_live: weakref.WeakSet[NodeConsumer] = weakref.WeakSet()
+RESULT_RETRIES, RESULT_RETRY_S = 120, 0.5  # a minute to get a result through a store outage
 
 HEARTBEAT_CLOSE = {
     "replaced": CloseCode.TAKEN_OVER,
     "offline": CloseCode.RECONNECT,
     "revoked": CloseCode.UNAUTHORIZED,
 }
-
-
-async def close_all_node_sockets() -> None:
-    for consumer in list(_live):
-        await consumer.close(code=CloseCode.RECONNECT)
 
 
 class NodeConsumer(FrameConsumer):
@@ -51,11 +46,17 @@ class NodeConsumer(FrameConsumer):
         self.token_id: str | None = self.scope.get("node_token_id")
         if not self.token_id:
             await self.close(code=CloseCode.UNAUTHORIZED)
-            return
-        _live.add(self)
+
+    async def stopping(self) -> None:
+        """Reconnect elsewhere: this process is going away (its jobs move on)."""
+        await self.close(code=CloseCode.RECONNECT)
+
+    async def store_lost(self) -> None:
+        """Register again: the node's live record is gone with the store."""
+        self.node_id = None
+        await self.close(code=CloseCode.RECONNECT)
 
     async def disconnect(self, code: int) -> None:
-        _live.discard(self)
         if self.node_id is not None:
             await services.node_offline(node_id=self.node_id, channel=self.channel_name)
 
@@ -83,8 +84,7 @@ class NodeConsumer(FrameConsumer):
             if outcome in HEARTBEAT_CLOSE:
                 await self.close(code=HEARTBEAT_CLOSE[outcome])
         elif isinstance(frame, JobResult):
-            if not await services.job_finish(node_id=self.node_id, result=frame):
-                await self.frame_ignored("job_result")
+            self.start_task(self.finish(self.node_id, frame))
         elif isinstance(frame, JobAck | JobStarted):
             state = "accepted" if isinstance(frame, JobAck) else "started"
             if not await services.job_progress(node_id=self.node_id, job_id=frame.job_id, state=state):
@@ -98,6 +98,17 @@ class NodeConsumer(FrameConsumer):
             log.warning("node reported an error: %s", frame.message, extra={"node_id": self.node_id, "code": frame.code})
         elif isinstance(frame, NodeControl):
             await services.node_drain(node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason)
+
+    async def finish(self, node_id: str, result: JobResult) -> None:
+        """A result is precious: while the store is unreachable, keep trying for a while."""
+        for _ in range(RESULT_RETRIES):
+            try:
+                if not await services.job_finish(node_id=node_id, result=result):
+                    await self.frame_ignored("job_result")
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                await asyncio.sleep(RESULT_RETRY_S)
+        log.error("result dropped: store unreachable", extra={"node_id": node_id, "job_id": result.job_id})
 
     async def register(self, frame: NodeRegister) -> None:
         try:

@@ -89,7 +89,7 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
     )
     counters = fleet.counters
     order = _pool_order(config)
-    live = [node for node in fleet.nodes if node.status != "offline"]
+    live = fleet.connected
     names = set(order) | set(activity) | {name for node in live for name in node.pools}
     names |= {name.removeprefix("no_available:") for name in counters if name.startswith("no_available:")}
     last_minute = fleet.now_ms // 60000
@@ -120,9 +120,6 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
         for node in fleet.nodes
         if (not pool or pool in node.pools) and (not status or node.status == status)
     ]
-    by_status = {name: 0 for name in STATUSES}
-    for node in fleet.nodes:
-        by_status[node.status] = by_status.get(node.status, 0) + 1
     return {
         "type": "snapshot",
         "now_ms": fleet.now_ms,
@@ -130,12 +127,13 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
         "pool_names": sorted(names, key=lambda n: (order.get(n, len(order)), n)),
         "totals": {
             "sessions": fleet.sessions,
-            "nodes": by_status,
+            "nodes": fleet.by_status(STATUSES),
             "node_count": len(fleet.nodes),
             "jobs_in_flight": fleet.jobs_in_flight,
             "workers_alive": fleet.workers_alive,
-            "slots_used": sum(node.used for node in live),
-            "slots_total": sum(node.slots for node in live),
+            "slots_used": fleet.slots_used,
+            "slots_total": fleet.slots_total,
+            "cpu": fleet.mean_load("cpu_percent"),
             "jobs_done": counters.get("jobs_result", 0) + counters.get("jobs_missing", 0),
             "jobs_failed": counters.get("jobs_error", 0),
             "jobs_cancelled": counters.get("jobs_cancelled", 0),
@@ -292,17 +290,20 @@ def story_told(story: dict[str, str]) -> dict[str, Any]:
 
 
 def same_origin(scope: dict[str, Any]) -> bool:
-    """The request's ``Origin`` is this site: same host and port as its ``Host`` header, and
-    that host one of ``ALLOWED_HOSTS``. A request without ``Origin`` is refused."""
+    """The request's ``Origin`` is this site: same host and port as its ``Host`` header (that
+    host one of ``ALLOWED_HOSTS``), or one of ``CSRF_TRUSTED_ORIGINS`` (a proxy in front that
+    rewrites ``Host``), as Django's CSRF check has it. A request without ``Origin`` is refused."""
     headers = dict(scope.get("headers", []))
     origin, host = headers.get(b"origin"), headers.get(b"host")
     if not origin or not host:
         return False
-    host_text = host.decode("latin-1").lower()
+    origin_text, host_text = origin.decode("latin-1").lower(), host.decode("latin-1").lower()
+    if origin_text.rstrip("/") in (trusted.lower().rstrip("/") for trusted in settings.CSRF_TRUSTED_ORIGINS):
+        return True
     domain, _ = split_domain_port(host_text)
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
         return False
-    return urlsplit(origin.decode("latin-1")).netloc.lower() == host_text
+    return urlsplit(origin_text).netloc == host_text
 
 
 class SameOriginOnly:
@@ -348,6 +349,9 @@ class DashboardConsumer(FrameConsumer):
             frame = await dashboard_snapshot(**self.filters)
         except redis.RedisError:
             frame = {"type": "notice", "level": "error", "message": "Redis is unreachable: the fleet cannot be read."}
+        except Exception:  # a bug must not stop the page's updates for good
+            log.exception("dashboard snapshot failed")
+            frame = {"type": "notice", "level": "error", "message": "The fleet could not be read (see the server log)."}
         await self.send(text_data=json.dumps(frame))
 
     async def notice(self, message: str, level: str = "info") -> None:

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     from django.conf import settings
     from twisted.internet import reactor
 
-    from dispatch.services import pools_ensure_published
+    from dispatch.services import pools_ensure_published, store_watch
+    from dispatch.sockets import sockets_notify
     from schedulerproj.asgi import application
 
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -84,17 +85,16 @@ def main(argv: list[str] | None = None) -> None:
         if stopping:
             return
         stopping = True
-        from nodes.consumers import close_all_node_sockets
-
         log.info("stopping: no new connections, node sockets closed with 1012")
         for port in server.ports:
             port.stopListening()  # type: ignore[attr-defined]
-        asyncio.ensure_future(close_all_node_sockets())
+        asyncio.ensure_future(sockets_notify("stopping"))
         reactor.callLater(DRAIN_GRACE_S, server.stop)
 
     def on_signal(signum: int, _frame: object) -> None:
         reactor.callFromThread(shut_down)
 
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(store_watch()))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", extra={"code": f"{args.host}:{args.port}"})

@@ -176,7 +176,7 @@ if REDIS_SENTINELS:
     }
 else:
     _cache_location = REDIS_URL
-    _cache_options = {}
+    _cache_options = {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 5}
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -221,6 +221,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve app static files (the dashboard's) straight from the apps too, so a process works
+# before or without collectstatic (tests, a fresh checkout).
+WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/admin/login/"
 
 # --- Logging: structured, one line per event; JSON with LOG_FORMAT=json. ---

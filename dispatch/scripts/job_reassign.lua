@@ -31,6 +31,10 @@ if reason ~= 'retry' then
       redis.call('HSET', k('node', old_node), 'block:' .. j[12], now + tonumber(ARGV[12]) * 1000)
     end
     story_append(job_id, 'events', {at_ms = now, event = reason, node = old_node, attempt = attempt, code = code})
+    -- the dashboard's per-node count of attempts that failed or timed out there
+    if (reason == 'failed' or reason == 'timeout') and redis.call('EXISTS', k('node', old_node)) == 1 then
+      redis.call('HINCRBY', k('node', old_node), 'jobs_failed', 1)
+    end
   end
 end
 
