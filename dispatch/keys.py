@@ -65,7 +65,8 @@ def drained() -> str:
 
 
 def revoked_tokens() -> str:
-    """set: ids of revoked node tokens, so a live node's next heartbeat is refused."""
+    """zset: revoked node token id → when (ms): heartbeats of its nodes are refused, and the
+    worker closes its nodes again for a while in case a close message was lost."""
     return f"{prefix()}:revoked"
 
 

@@ -346,9 +346,19 @@ async def jobs_handle_due() -> int:
 def node_token_revoked(*, token_id: str) -> int:
     """A token was revoked: its live nodes are closed with 4401 (their next heartbeat is
     refused too, in case this message is lost). Returns how many were told."""
-    channels = store.run_sync("token_revoke", token_id)
+    channels = store.run_sync("token_revoke", token_id, 0)
     for channel in channels:
         _send_sync(channel, {"type": "node.close", "code": protocol.CloseCode.UNAUTHORIZED})
+    return len(channels)
+
+
+async def tokens_enforce_revoked() -> int:
+    """Worker: close (again) the live nodes of tokens revoked within the last two heartbeat
+    intervals: the first close message travels at most once and may be lost."""
+    window_ms = int(2 * settings.SCHEDULER_HEARTBEAT_INTERVAL_S * 1000)
+    channels = await store.run("token_revoke", "", window_ms)
+    for channel in channels:
+        await _send(channel, {"type": "node.close", "code": protocol.CloseCode.UNAUTHORIZED})
     return len(channels)
 
 

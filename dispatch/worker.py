@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import time
 
 import redis
 
@@ -16,6 +17,7 @@ from dispatch import history, services, store
 log = logging.getLogger("dispatch.worker")
 
 TICK_S = 0.25
+REVOKE_CHECK_EVERY_S = 2  # look again at recently revoked tokens' nodes (ticks in that second)
 ALIVE_TTL_S = 5
 
 
@@ -24,6 +26,8 @@ async def worker_tick() -> None:
     sample the fleet's load for the dashboard when its time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await services.nodes_expire_leases()
+    if int(time.monotonic()) % REVOKE_CHECK_EVERY_S == 0:
+        await services.tokens_enforce_revoked()
     while await services.jobs_handle_due() == 100:
         pass
     await history.fleet_sample()

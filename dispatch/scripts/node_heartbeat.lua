@@ -7,7 +7,7 @@ local nkey = k('node', node_id)
 local v = redis.call('HMGET', nkey, 'status', 'channel', 'token')
 if not v[1] or v[1] == 'offline' then return 'offline' end
 if v[2] ~= channel then return 'replaced' end
-if v[3] ~= '' and redis.call('SISMEMBER', k('revoked'), v[3]) == 1 then return 'revoked' end
+if v[3] ~= '' and redis.call('ZSCORE', k('revoked'), v[3]) then return 'revoked' end
 local now = now_ms()
 redis.call('HSET', nkey, 'load', ARGV[4], 'last_seen_ms', now)
 redis.call('ZADD', k('leases'), 'XX', now + tonumber(ARGV[5]), node_id)
