@@ -39,6 +39,8 @@ log = logging.getLogger("dispatch.sessions")
 
 DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False}
 FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
+# The indexes a session has used are remembered to refuse repeats; this bounds that memory.
+MAX_UTTERANCES_PER_SESSION = 100_000
 STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5 s later
 
 
@@ -284,6 +286,10 @@ class SessionConsumer(FrameConsumer):
 
     async def utterance(self, spec: SessionSpec, frame: Utterance) -> None:
         self.use_source("utterance")
+        if len(self.used_indexes) >= MAX_UTTERANCES_PER_SESSION:
+            raise ProtocolError(
+                f"A session takes at most {MAX_UTTERANCES_PER_SESSION} utterances; start a new session."
+            )
         if frame.utterance_index < 0 or frame.utterance_index in self.used_indexes:
             raise ProtocolError(f"utterance_index {frame.utterance_index} was already used (or is negative).")
         try:
