@@ -100,7 +100,7 @@ class SessionConsumer(FrameConsumer):
         self.next_index = 0
         self.used_indexes: set[int] = set()
         self.inflight: set[int] = set()  # utterance indexes submitted and not ended
-        self.jobs: dict[str, int] = {}  # job id → utterance index, once dispatched
+        self.jobs: dict[str, Cut] = {}  # job id → its utterance, once dispatched
         self.deadlines: dict[str, asyncio.TimerHandle] = {}  # job id → lost-ending recovery
         self.waiting: collections.deque[Cut] = collections.deque()
         self.pause_timer: asyncio.TimerHandle | None = None
@@ -109,24 +109,24 @@ class SessionConsumer(FrameConsumer):
     async def disconnect(self, code: int) -> None:
         await self.end_session()
 
+    async def stopping(self) -> None:
+        """The process is stopping (SIGTERM): end the session now (its unfinished jobs are
+        cancelled, as for a closed socket) and tell the browser to reconnect elsewhere."""
+        await self.end_session()
+        await self.close(code=CloseCode.RECONNECT)
+
     async def store_lost(self) -> None:
         """Redis came back empty: the jobs this session is waiting for are gone with it."""
         spec = self.spec
         if spec is None:
             return
-        for job_id, index in list(self.jobs.items()):
-            self.jobs.pop(job_id)
-            self.deadlines.pop(job_id).cancel()
-            await self.send_frame(
-                protocol.error_frame(
-                    ErrorCode.INTERNAL_ERROR,
-                    "The scheduler lost track of this utterance (its store was reset); please say it again.",
-                    trace_id=spec.trace_id,
-                    utterance_index=index,
-                    job_id=job_id,
-                )
+        for job_id in list(self.jobs):
+            await self.end_job_with_error(
+                spec,
+                job_id,
+                ErrorCode.INTERNAL_ERROR,
+                "The scheduler lost track of this utterance (its store was reset); please say it again.",
             )
-            self.job_done(index)
         await services.session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=self.channel_name)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
@@ -189,9 +189,11 @@ class SessionConsumer(FrameConsumer):
             await self.end_session()
             await self.send_frame(protocol.session_close_ack(old))
         two_way = mode == "two_way_auto"
+        trace_id = frame.trace_id or services.new_trace_id()
+        session_id = await services.session_open(trace_id=trace_id, channel=self.channel_name)
         self.spec = SessionSpec(
-            session_id=services.new_session_id(),
-            trace_id=frame.trace_id or services.new_trace_id(),
+            session_id=session_id,
+            trace_id=trace_id,
             channel=self.channel_name,
             need=need,
             auto_pool=auto_pool_name(need),
@@ -204,9 +206,6 @@ class SessionConsumer(FrameConsumer):
             lang_b=frame.lang_b if two_way else None,
             auto_langs=frame.auto_langs,
             enable_streaming_asr=bool(frame.enable_streaming_asr),
-        )
-        await services.session_open(
-            session_id=self.spec.session_id, trace_id=self.spec.trace_id, channel=self.channel_name
         )
         log.info("session opened", extra={"session_id": self.spec.session_id, "trace_id": self.spec.trace_id})
         await self.send_frame(protocol.session_init_ack(self.spec.session_id, self.spec.trace_id))
@@ -342,7 +341,7 @@ class SessionConsumer(FrameConsumer):
             return
 
         async def dispatched(job: Dispatched) -> None:
-            self.jobs[job.job_id] = cut.utterance_index
+            self.jobs[job.job_id] = cut
             self.deadlines[job.job_id] = asyncio.get_running_loop().call_later(
                 job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
             )
@@ -400,16 +399,30 @@ class SessionConsumer(FrameConsumer):
 
     # --- messages from dispatch services (channel layer) ---
 
-    async def job_ended(self, message: dict[str, Any]) -> None:
-        index = self.jobs.pop(message["job_id"], None)
-        if index is None:
-            return  # a job of a session this socket has closed, or already recovered
-        handle = self.deadlines.pop(message["job_id"], None)
+    def take_job(self, job_id: str) -> Cut | None:
+        """Forget a job as it ends (None if it already ended here)."""
+        handle = self.deadlines.pop(job_id, None)
         if handle is not None:
             handle.cancel()
+        return self.jobs.pop(job_id, None)
+
+    async def end_job_with_error(self, spec: SessionSpec, job_id: str, code: ErrorCode, message: str) -> None:
+        cut = self.take_job(job_id)
+        if cut is None:
+            return
+        await self.send_frame(self.event(spec, cut, job_id, "ERROR", status="error", error_code=code))
+        await self.send_frame(
+            protocol.error_frame(code, message, trace_id=spec.trace_id, utterance_index=cut.utterance_index, job_id=job_id)
+        )
+        self.job_done(cut.utterance_index)
+
+    async def job_ended(self, message: dict[str, Any]) -> None:
+        cut = self.take_job(message["job_id"])
+        if cut is None:
+            return  # a job of a session this socket has closed, or already recovered
         for text in message["frames"]:
             await self.send(text_data=text)
-        self.job_done(index)
+        self.job_done(cut.utterance_index)
 
     async def store_back(self) -> None:
         """After an outage, endings published while our subscription was down are lost: once
@@ -428,19 +441,21 @@ class SessionConsumer(FrameConsumer):
     async def recover(self, job_id: str) -> None:
         """No ending reached us by the longest a job can last: it was lost on the channel
         layer, or the job is stuck. Read it from the job's story, or end the job now."""
-        handle = self.deadlines.pop(job_id, None)
-        if handle is not None:
-            handle.cancel()
-        if job_id not in self.jobs:
+        if job_id not in self.jobs or self.spec is None:
             return
+        spec = self.spec
         frames = await services.job_recover(job_id=job_id)
-        index = self.jobs.pop(job_id, None)
-        if index is None:
+        log.warning("job ending recovered", extra={"job_id": job_id, "session_id": spec.session_id})
+        if not frames:  # not even its story is left
+            code = ErrorCode.JOB_TIMEOUT
+            await self.end_job_with_error(spec, job_id, code, services.ERROR_SENTENCES[code])
+            return
+        cut = self.take_job(job_id)
+        if cut is None:
             return  # the ending arrived while we looked
-        log.warning("job ending recovered", extra={"job_id": job_id, "session_id": self.spec and self.spec.session_id})
         for frame in frames:
             await self.send_frame(frame)
-        self.job_done(index)
+        self.job_done(cut.utterance_index)
 
     async def job_event(self, message: dict[str, Any]) -> None:
         if message["job_id"] not in self.jobs:

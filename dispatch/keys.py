@@ -1,7 +1,7 @@
 """Every Redis key of live state, named in one place.
 
 All keys start with ``SCHEDULER_REDIS_PREFIX`` so deployments and test runs can share a server.
-The Lua scripts build the same names from the prefix they are given (see ``scripts/lib.lua``);
+The Lua scripts build the same names from the prefix they are given (see ``scripts/_lib.lua``);
 ``docs/architecture.md`` lists what each key holds.
 """
 

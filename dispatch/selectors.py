@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from dispatch import keys, store
 from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name
@@ -24,7 +24,7 @@ async def route_of(need: str, auto_pool: str) -> list[list[str]]:
 async def job_routing(job_id: str) -> dict[str, str] | None:
     """Where a job in flight is and whom it answers to (no audio)."""
     fields = ("node", "schan", "session", "utt", "trace", "cut_ms")
-    values = await store.async_client().hmget(keys.job(job_id), *fields)
+    values = cast(list[str], await store.async_client().hmget(keys.job(job_id), *fields))
     if values[0] is None:
         return None
     return dict(zip(fields, values, strict=True))
@@ -67,7 +67,7 @@ async def need_covered(need: str) -> bool:
 
 async def job_story(job_id: str) -> dict[str, str] | None:
     """A job's story (no audio): route, attempts, events, ending."""
-    story = await store.async_client().hgetall(keys.story(job_id))
+    story = cast(dict[str, str], await store.async_client().hgetall(keys.story(job_id)))
     return story or None
 
 
@@ -271,12 +271,12 @@ async def pools_configured() -> PoolConfig | None:
 
 async def session_job_ids(session_id: str) -> list[str]:
     """A session's jobs, oldest first, while their stories can still exist."""
-    return list(await store.async_client().zrange(keys.session_jobs(session_id), 0, -1))
+    return cast(list[str], await store.async_client().zrange(keys.session_jobs(session_id), 0, -1))
 
 
 async def trace_session_ids(trace_id: str) -> list[str]:
     """The sessions a trace id named (a browser's trace id names one session)."""
-    return sorted(await store.async_client().smembers(keys.trace(trace_id)))
+    return sorted(cast(set[str], await store.async_client().smembers(keys.trace(trace_id))))
 
 
 async def job_stories(job_ids: list[str]) -> list[dict[str, str]]:

@@ -143,7 +143,7 @@ async def store_watch() -> None:
 
     from dispatch.sockets import sockets_notify
 
-    seen_epoch: str | None = None
+    seen_epoch: bytes | str | None = None
     seen_run: str | None = None
     was_down = False
     while True:
@@ -299,12 +299,21 @@ async def _node_update_caps(node_id: str, fields: dict[str, str]) -> None:
             return
 
 
-async def node_offline(*, node_id: str, channel: str) -> None:
-    """The node's socket closed: out of every pool at once."""
+async def node_offline(*, node_id: str, channel: str, move_jobs: bool = True) -> list[str]:
+    """The node's socket closed: out of every pool at once, and its jobs move on. With
+    ``move_jobs=False`` the caller moves them later (:func:`node_jobs_move_on`); returns them."""
     reply = await store.run("node_offline", node_id, channel, OFFLINE_KEEP_S)
-    if reply[0] == "offline":
-        log.info("node offline", extra={"node_id": node_id})
+    if reply[0] != "offline":
+        return []
+    log.info("node offline", extra={"node_id": node_id})
+    if move_jobs:
         await _jobs_move_on(node_id, reply[1:])
+    return list(reply[1:])
+
+
+async def node_jobs_move_on(*, node_id: str, job_ids: list[str]) -> None:
+    """The jobs an offline node held go elsewhere (see :func:`node_offline`)."""
+    await _jobs_move_on(node_id, job_ids)
 
 
 async def _jobs_move_on(node_id: str, job_ids: list[str]) -> None:
@@ -414,8 +423,16 @@ class NoAvailableNode(Exception):
         self.job_id = job_id
 
 
-async def session_open(*, session_id: str, trace_id: str, channel: str) -> None:
-    await store.run("session_open", session_id, trace_id, channel, history.job_index_keep_s())
+async def session_open(*, trace_id: str, channel: str, session_id: str | None = None) -> str:
+    """Record a session (a new id unless ``session_id`` is given, when it opens again after the
+    store was lost); returns its id. Ids are unique: a clash makes another."""
+    while True:
+        candidate = session_id or new_session_id()
+        reply = await store.run("session_open", candidate, trace_id, channel, history.job_index_keep_s())
+        if reply == "ok":
+            return candidate
+        if session_id is not None:
+            raise RuntimeError(f"session {session_id} belongs to another socket")
 
 
 async def session_close(*, session_id: str, job_ids: list[str]) -> None:
@@ -586,7 +603,7 @@ def ending_frames(
 ) -> list[dict[str, Any]]:
     """The frames a browser gets when its job ends. ``result`` is the node's own frame when at
     hand (it carries the synthesised audio); otherwise the story's copy is used."""
-    common = {
+    common: dict[str, Any] = {
         "trace_id": trace_id,
         "session_id": session_id,
         "job_id": job_id,
@@ -793,7 +810,7 @@ async def job_partial(*, node_id: str, job_id: str, text: str, is_final: bool) -
     job = await selectors.job_routing(job_id)
     if job is None or job["node"] != node_id:
         return False
-    common = {
+    common: dict[str, Any] = {
         "session_id": job["session"],
         "utterance_index": int(job["utt"]),
         "job_id": job_id,

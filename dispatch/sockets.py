@@ -12,6 +12,7 @@ import weakref
 from typing import Any
 
 import redis
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -29,12 +30,16 @@ live_sockets: weakref.WeakSet[FrameConsumer] = weakref.WeakSet()
 
 async def sockets_notify(event: str) -> None:
     """Tell every open socket of this process: ``stopping`` (SIGTERM), ``store_lost`` or
-    ``store_back``."""
-    for consumer in list(live_sockets):
-        try:
-            await getattr(consumer, event)()
-        except Exception:
-            log.exception("socket could not handle %s", event)
+    ``store_back``. ``stopping`` goes round twice: ``stopping`` (node sockets leave their pools
+    and close, sessions end), then ``stopped`` (the jobs those nodes held move on, so they
+    never chase a node of this process that is about to leave as well)."""
+    consumers = list(live_sockets)
+    for name in (event, "stopped") if event == "stopping" else (event,):
+        for consumer in consumers:
+            try:
+                await getattr(consumer, name)()
+            except Exception:
+                log.exception("socket could not handle %s", name)
 
 
 class FrameConsumer(AsyncWebsocketConsumer):
@@ -57,6 +62,9 @@ class FrameConsumer(AsyncWebsocketConsumer):
 
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM)."""
+
+    async def stopped(self) -> None:
+        """Every socket of this stopping process has had ``stopping``."""
 
     async def store_lost(self) -> None:
         """Redis came back empty: live state of this socket is gone."""
@@ -96,6 +104,15 @@ class FrameConsumer(AsyncWebsocketConsumer):
 
     async def receive_frame(self, text: str) -> None:
         raise NotImplementedError
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """A frame for a socket that is already closing has nowhere to go. daphne raises then,
+        which would end the consumer before its disconnect handler runs (a node's jobs would
+        wait for its lease): drop the frame instead."""
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:
+            log.debug("frame dropped: the socket is closing")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame).decode())

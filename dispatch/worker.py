@@ -18,6 +18,7 @@ log = logging.getLogger("dispatch.worker")
 
 TICK_S = 0.25
 REVOKE_CHECK_EVERY_S = 2  # look again at recently revoked tokens' nodes (ticks in that second)
+PRUNE_EVERY_S = 60  # forget the ids of nodes whose record expired
 ALIVE_TTL_S = 5
 
 
@@ -26,8 +27,11 @@ async def worker_tick() -> None:
     sample the fleet's load for the dashboard when its time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await services.nodes_expire_leases()
-    if int(time.monotonic()) % REVOKE_CHECK_EVERY_S == 0:
+    second = int(time.monotonic())
+    if second % REVOKE_CHECK_EVERY_S == 0:
         await services.tokens_enforce_revoked()
+    if second % PRUNE_EVERY_S == 0:
+        await store.run("nodes_prune")
     while await services.jobs_handle_due() == 100:
         pass
     await history.fleet_sample()

@@ -48,8 +48,22 @@ class NodeConsumer(FrameConsumer):
             await self.close(code=CloseCode.UNAUTHORIZED)
 
     async def stopping(self) -> None:
-        """Reconnect elsewhere: this process is going away (its jobs move on)."""
+        """Reconnect elsewhere: this process is going away. The node leaves its pools before
+        its socket closes, so no new job is sent to it; its jobs move on in ``stopped``."""
+        self.held: list[str] = []
+        if self.node_id is not None:
+            try:
+                self.held = await services.node_offline(
+                    node_id=self.node_id, channel=self.channel_name, move_jobs=False
+                )
+            except redis.RedisError:
+                log.warning("node not taken offline: store unreachable", extra={"node_id": self.node_id})
         await self.close(code=CloseCode.RECONNECT)
+
+    async def stopped(self) -> None:
+        """Every node of this process has left its pools: the jobs this one held move on."""
+        if self.node_id is not None and getattr(self, "held", None):
+            await services.node_jobs_move_on(node_id=self.node_id, job_ids=self.held)
 
     async def store_lost(self) -> None:
         """Register again: the node's live record is gone with the store."""

@@ -53,7 +53,7 @@ def _dev_token() -> str:
 def run() -> int:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     redis_server = None
-    if not os.environ.get("REDIS_URL"):
+    if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_SENTINELS"):
         redis_server = _embedded(VAR_DIR / "redis", append_only=True)
         os.environ["REDIS_URL"] = redis_server.url
     children: list[subprocess.Popen[bytes]] = []
@@ -73,7 +73,7 @@ def run() -> int:
         ports = ", ".join(str(port + i) for i in range(workers))
         print(
             f"""
-Scheduler running on port(s) {ports} (Redis: {os.environ['REDIS_URL']}).
+Scheduler running on port(s) {ports} (Redis: {os.environ.get('REDIS_URL') or 'Sentinel'}).
   Admin:          http://localhost:{port}/admin/
   First admin:    .venv/bin/python manage.py createsuperuser
   Dashboard:      http://localhost:{port}/dashboard/

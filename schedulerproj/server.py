@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for port in server.ports:
             port.stopListening()  # type: ignore[attr-defined]
         asyncio.ensure_future(sockets_notify("stopping"))
-        reactor.callLater(DRAIN_GRACE_S, server.stop)
+        reactor.callLater(DRAIN_GRACE_S, server.stop)  # type: ignore[arg-type]  # (twisted's stub)
 
     def on_signal(signum: int, _frame: object) -> None:
         reactor.callFromThread(shut_down)

@@ -73,10 +73,12 @@ local function free_slots(node_id, pool, now)
 end
 
 local SAMPLE = 16
+local FIRST_SAMPLE = 2
 local ROUNDS = 4
 
 -- Pick a node of one pool by its strategy, skipping `tried`. Cost is bounded by
--- ROUNDS x SAMPLE whatever the pool's size. Returns node id (or nil) and the candidates seen.
+-- FIRST_SAMPLE + ROUNDS x SAMPLE whatever the pool's size. Returns node id (or nil) and the
+-- candidates seen.
 local function pick(pool, strategy, tried, session_id, now)
   local pkey = k('pool', pool)
   local size = redis.call('SCARD', pkey)
@@ -91,9 +93,17 @@ local function pick(pool, strategy, tried, session_id, now)
     end
   end
   local whole = size <= SAMPLE
-  for _ = 1, (whole and 1 or ROUNDS) do
+  -- Strategies that take the first free node start with a small draw: SRANDMEMBER's cost grows
+  -- with its count, and on a big fleet each member drawn is a cache miss (bench/: 37 µs for 16
+  -- of 10,000 on Redis 6.2). When slots are free the first one or two candidates do.
+  local small = not whole and strategy ~= 'least_loaded'
+  for round = 1, (whole and 1 or ROUNDS) + (small and 1 or 0) do
     local sample
-    if whole then sample = redis.call('SMEMBERS', pkey) else sample = redis.call('SRANDMEMBER', pkey, SAMPLE) end
+    if whole then
+      sample = redis.call('SMEMBERS', pkey)
+    else
+      sample = redis.call('SRANDMEMBER', pkey, (small and round == 1) and FIRST_SAMPLE or SAMPLE)
+    end
     shuffle(sample)
     local best, best_free = nil, 0
     for _, id in ipairs(sample) do

@@ -12,6 +12,7 @@ for _, node_id in ipairs(expired) do
     set_membership(node_id, decode_list(v[2]), {}, 'offline')
     redis.call('HSET', nkey, 'status', 'offline', 'offline_ms', now)
     redis.call('EXPIRE', nkey, tonumber(ARGV[3]))
+    redis.call('EXPIRE', k('node', node_id, 'times'), tonumber(ARGV[3]))
     out[#out + 1] = node_id
     out[#out + 1] = v[1] or ''
     for _, job_id in ipairs(redis.call('SMEMBERS', k('node', node_id, 'jobs'))) do

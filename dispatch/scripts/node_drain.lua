@@ -5,7 +5,11 @@
 local node_id = ARGV[2]
 local nkey = k('node', node_id)
 local v = redis.call('HMGET', nkey, 'status', 'pools', 'channel', 'used')
-if not v[1] then return {'unknown'} end
+if not v[1] then
+  -- no record (offline for long): a resume still clears a kept drain flag
+  if ARGV[3] == '0' and redis.call('SREM', k('drained'), node_id) == 1 then return {'offline', '', 0} end
+  return {'unknown'}
+end
 if ARGV[3] == '1' then
   redis.call('SADD', k('drained'), node_id)
 else

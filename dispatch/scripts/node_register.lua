@@ -21,6 +21,7 @@ local status = live_status(node_id, pools)
 set_membership(node_id, decode_list(old[4]), pools, status)
 local now = now_ms()
 redis.call('PERSIST', nkey)
+redis.call('PERSIST', k('node', node_id, 'times'))
 redis.call('HSET', nkey,
   'status', status, 'token', token, 'channel', channel, 'caps', ARGV[6], 'pools', ARGV[7],
   'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],

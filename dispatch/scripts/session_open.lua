@@ -1,5 +1,8 @@
 -- A browser session opens: note its trace id and channel.
 -- ARGV: prefix, session_id, trace_id, channel, job index keep s (the trace id → session index)
+-- Returns 'ok' | 'dup' (another socket has that session id: make another).
+local owner = redis.call('HGET', k('session', ARGV[2]), 'channel')
+if owner and owner ~= ARGV[4] then return 'dup' end
 local now = now_ms()
 redis.call('HSET', k('session', ARGV[2]), 'trace', ARGV[3], 'channel', ARGV[4], 'opened_ms', now)
 redis.call('EXPIRE', k('session', ARGV[2]), 86400)

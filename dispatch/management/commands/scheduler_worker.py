@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from dispatch.services import pools_ensure_published
 from dispatch.worker import worker_run
 
 
@@ -12,4 +13,5 @@ class Command(BaseCommand):
     help = "Run the scheduler's background worker until SIGTERM or Ctrl-C."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        pools_ensure_published()
         asyncio.run(worker_run())

@@ -36,8 +36,8 @@ class Command(BaseCommand):
                     f"\trevoked {_when(token.revoked_at)}"
                 )
         else:
-            token = NodeToken.objects.filter(name=options["name"]).first()
-            if token is None:
+            found = NodeToken.objects.filter(name=options["name"]).first()
+            if found is None:
                 raise CommandError(f"no token named {options['name']!r}")
-            closed = token_revoke(token=token)
-            self.stdout.write(f"revoked {token.name!r}; {closed} live node(s) closed")
+            closed = token_revoke(token=found)
+            self.stdout.write(f"revoked {found.name!r}; {closed} live node(s) closed")
