@@ -45,7 +45,7 @@ STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5
 
 
 def job_deadline_s() -> float:
-    """The longest a job can legally last (DESIGN "Jobs"); past it, the session recovers."""
+    """The longest a job can legally last (docs/architecture.md, jobs); past it, the session recovers."""
     wait, timeout = settings.SCHEDULER_DISPATCH_WAIT_S, settings.SCHEDULER_JOB_TIMEOUT_S
     return wait + settings.SCHEDULER_MAX_ATTEMPTS * (timeout + wait) + 5
 

@@ -1,4 +1,4 @@
-"""Every frame of the wire protocol (PROTOCOL.md) and every error code, in one place.
+"""Every frame of the wire protocol (docs/protocol.md) and every error code, in one place.
 
 Incoming frames are decoded straight into typed structs: unknown fields are ignored, ``null`` is
 accepted for every optional field, and types are strict (a number sent as a string is refused).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -27,11 +28,14 @@ def server_binary() -> str:
 
 
 class EmbeddedRedis:
-    def __init__(self, directory: Path, *, append_only: bool = True, port: int = 0) -> None:
+    def __init__(
+        self, directory: Path, *, append_only: bool = True, port: int = 0, extra_args: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         self.socket = directory / "redis.sock"
         self.append_only = append_only
         self.port = port
+        self.extra_args = list(extra_args)  # more server options, e.g. ("--replicaof", host, port)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,6 +58,7 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)

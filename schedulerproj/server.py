@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
         def serverClose(self, code: int | None = None) -> None:
             # autobahn's sendClose refuses 1008, 1009 and 1012, which RFC 6455 lets a server
-            # send and PROTOCOL.md uses; the frame itself is fine.
+            # send and our protocol uses (docs/protocol.md); the frame itself is fine.
             self.sendCloseFrame(code=1000 if code is None else int(code), isReply=False)
 
     ws_protocol.WebSocketFactory.protocol = SchedulerWebSocketProtocol

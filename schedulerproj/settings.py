@@ -91,7 +91,7 @@ REDIS_SENTINELS: list[tuple[str, int]] = [
 ]
 REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
 
-# --- The scheduler's own settings (PROTOCOL.md names each one). ---
+# --- The scheduler's own settings (docs/protocol.md and the README name each one). ---
 SCHEDULER_REDIS_PREFIX = env_str("SCHEDULER_REDIS_PREFIX", "sched")
 SCHEDULER_NODE_AUTH = env_str("SCHEDULER_NODE_AUTH", "token")
 if SCHEDULER_NODE_AUTH not in ("token", "open"):
@@ -172,8 +172,10 @@ if REDIS_SENTINELS:
     _cache_location = f"redis://{REDIS_SENTINEL_MASTER}/0"
     _cache_options: dict[str, object] = {
         "CLIENT_CLASS": "django_redis.client.SentinelClient",
+        "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
         "SENTINELS": REDIS_SENTINELS,
-        "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
+        "SOCKET_CONNECT_TIMEOUT": 2,  # also used for the sentinels themselves
+        "SOCKET_TIMEOUT": 5,
     }
 else:
     _cache_location = REDIS_URL
@@ -193,6 +195,8 @@ if REDIS_SENTINELS:
     _layer_host: dict[str, object] = {
         "sentinels": REDIS_SENTINELS,
         "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        "socket_connect_timeout": 2,
         "socket_timeout": 30,
     }
 else:

@@ -1,7 +1,7 @@
 -- Publish a compiled pool configuration: routes, slot overrides and the version, atomically.
 -- ARGV: prefix, version, config json, auto ("1"/"0"), slot overrides json, epoch, then need,
 --       route pairs. The epoch is kept while the store keeps its data: a new one means every
---       process must treat live state as lost (DESIGN "When Redis fails").
+--       process must treat live state as lost (docs/architecture.md, "When Redis fails").
 -- Node memberships follow, node by node, through node_pools.lua.
 redis.call('DEL', k('routes'), k('slots'))
 for i = 7, #ARGV, 2 do

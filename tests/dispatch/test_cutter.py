@@ -1,4 +1,4 @@
-"""The utterance cutter and the Opus "Plan A" framing (PROTOCOL §3 audio_chunk): pure, no I/O."""
+"""The utterance cutter and the Opus "Plan A" framing (docs/protocol.md, audio_chunk): pure, no I/O."""
 
 from __future__ import annotations
 

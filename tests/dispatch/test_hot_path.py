@@ -1,4 +1,4 @@
-"""The dispatch path keeps DESIGN's rules: no in-process lock, no database query per job."""
+"""The dispatch path keeps the hot-path rules of docs/architecture.md: no in-process lock, no database query per job."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frame decoding and the outgoing frame builders (PROTOCOL §1, §3, §4): pure, no I/O."""
+"""Frame decoding and the outgoing frame builders (docs/protocol.md): pure, no I/O."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The browser socket ``/ws/session`` (PROTOCOL §1, §3, §4) through the full ASGI application,
+"""The browser socket ``/ws/session`` (docs/protocol.md) through the full ASGI application,
 in-process, on the real Redis of the test run; jobs reach an in-process ``/ws/node`` socket over
 the real channel layer."""
 

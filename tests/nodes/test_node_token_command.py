@@ -1,4 +1,4 @@
-"""``manage.py node_token create|list|revoke`` (PROTOCOL.md §2, Authentication): tokens are
+"""``manage.py node_token create|list|revoke`` (docs/protocol.md, node authentication): tokens are
 stored hashed, shown once, and a revoked token no longer authenticates and closes its nodes."""
 
 from __future__ import annotations

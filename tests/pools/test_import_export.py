@@ -1,6 +1,6 @@
 """``pools_import`` and ``pools_export``: the pool file replaces the whole configuration or is
 refused whole, export prints what import reads, and every committed import re-pools live nodes
-before the command returns (DESIGN.md, "Data flow" and "Pools and language rules")."""
+before the command returns (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pure pool rules (DESIGN.md, "Pools and language rules"): which directed pairs a node
+"""The pure pool rules (docs/architecture.md, pools): which directed pairs a node
 serves, which services it has ready, which pools it belongs to, and a session's route."""
 
 from __future__ import annotations
