@@ -18,6 +18,16 @@ LANGS14 = ["zh", "en", "ja", "ko", "fr", "de", "es", "it", "pt", "ru", "ar", "hi
 RECV_TIMEOUT = 10.0
 
 
+def split_packets(data: bytes) -> list[bytes]:
+    """The framed Opus packets of a buffer, each with its 2-byte little-endian length prefix."""
+    packets, offset = [], 0
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 2], "little")
+        packets.append(data[offset : offset + 2 + length])
+        offset += 2 + length
+    return packets
+
+
 def recorded(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
 

@@ -5,18 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dispatch.cutter import MAX_UTTERANCE_BYTES, PACKET_MS, CutReason, Cutter, opus_packet_count
-from tests.clients import AUDIO
-
-
-def split_packets(data: bytes) -> list[bytes]:
-    """The framed packets of a buffer, each with its 2-byte length prefix."""
-    packets, offset = [], 0
-    while offset < len(data):
-        length = int.from_bytes(data[offset : offset + 2], "little")
-        packets.append(data[offset : offset + 2 + length])
-        offset += 2 + length
-    return packets
-
+from tests.clients import AUDIO, split_packets
 
 PACKETS = split_packets(AUDIO)
 

@@ -16,7 +16,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from schedulerproj.asgi import application
-from tests.clients import AUDIO, AUDIO_B64, register_frame
+from tests.clients import AUDIO, AUDIO_B64, register_frame, split_packets
 
 RECV = 5.0  # seconds to wait for a frame that must come
 QUIET = 0.4  # seconds of silence that show a frame does not come
@@ -26,13 +26,6 @@ DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_sema
 CUT_FLAGS = ("is_manual_cut", "is_timeout_triggered", "is_max_duration_triggered")
 
 
-def split_packets(data: bytes) -> list[bytes]:
-    packets, offset = [], 0
-    while offset < len(data):
-        length = int.from_bytes(data[offset : offset + 2], "little")
-        packets.append(data[offset : offset + 2 + length])
-        offset += 2 + length
-    return packets
 
 
 PACKETS = split_packets(AUDIO)  # 50 packets of 20 ms

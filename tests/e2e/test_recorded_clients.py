@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
 
 import pytest
 
-from tests.clients import AUDIO, FakeBrowser, FakeNode, recorded
+from tests.clients import AUDIO, FakeBrowser, FakeNode, recorded, split_packets
 
 pytestmark = pytest.mark.e2e
 
 PLACEHOLDER = re.compile(r"^<(\d+) b64 chars>$")
 
 
-def opus_packets() -> list[bytes]:
-    packets, offset = [], 0
-    while offset < len(AUDIO):
-        (length,) = struct.unpack_from("<H", AUDIO, offset)
-        packets.append(AUDIO[offset : offset + 2 + length])
-        offset += 2 + length
-    return packets
 
 
 async def first_job(nodes: list[FakeNode]) -> tuple[FakeNode, dict]:
@@ -37,7 +29,7 @@ async def first_job(nodes: list[FakeNode]) -> tuple[FakeNode, dict]:
 
 def real_audio(b64_chars: int) -> str:
     """Whole framed packets of the real utterance, about as long as the recorded payload."""
-    packets, out = opus_packets(), b""
+    packets, out = split_packets(AUDIO), b""
     while len(base64.b64encode(out)) < b64_chars:
         out += packets[len(out) % len(packets)]
     return base64.b64encode(out).decode()
