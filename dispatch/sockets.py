@@ -61,7 +61,8 @@ class FrameConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self.tasks.discard)
 
     async def stopping(self) -> None:
-        """The process is stopping (SIGTERM)."""
+        """The process is stopping (SIGTERM): reconnect elsewhere."""
+        await self.close(code=CloseCode.RECONNECT)
 
     async def stopped(self) -> None:
         """Every socket of this stopping process has had ``stopping``."""

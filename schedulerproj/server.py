@@ -18,8 +18,11 @@ import sys
 
 log = logging.getLogger("schedulerproj.server")
 
-# Time given to consumers to close their sockets after SIGTERM before the reactor stops.
-DRAIN_GRACE_S = 1.5
+# After SIGTERM every socket is told (STOP_LIMIT_S at most: a store that does not answer), then
+# the process exits as soon as every socket has closed, or DRAIN_GRACE_S later at most (a peer
+# that is slow to read its close frame would otherwise get a reset instead).
+DRAIN_GRACE_S = 5.0
+STOP_LIMIT_S = 5.0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     from dispatch.services import pools_ensure_published, store_watch
-    from dispatch.sockets import sockets_notify
+    from dispatch.sockets import live_sockets, sockets_notify
     from schedulerproj.asgi import application
 
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -88,8 +91,27 @@ def main(argv: list[str] | None = None) -> None:
         log.info("stopping: no new connections, node sockets closed with 1012")
         for port in server.ports:
             port.stopListening()  # type: ignore[attr-defined]
-        asyncio.ensure_future(sockets_notify("stopping"))
-        reactor.callLater(DRAIN_GRACE_S, server.stop)  # type: ignore[arg-type]  # (twisted's stub)
+        asyncio.ensure_future(drain())
+        reactor.callLater(STOP_LIMIT_S + DRAIN_GRACE_S, stop_once)  # type: ignore[arg-type]  # (twisted's stub)
+
+    async def drain() -> None:
+        try:
+            await asyncio.wait_for(sockets_notify("stopping"), STOP_LIMIT_S)
+        except TimeoutError:
+            log.warning("stopping: not every socket could be told in time")
+        for _ in range(int(DRAIN_GRACE_S / 0.05)):  # a socket leaves the set when its peer has closed
+            if not live_sockets:
+                break
+            await asyncio.sleep(0.05)
+        stop_once()
+
+    stopped = False
+
+    def stop_once() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            server.stop()
 
     def on_signal(signum: int, _frame: object) -> None:
         reactor.callFromThread(shut_down)
