@@ -524,7 +524,7 @@ async def job_submit(
             dispatched = Dispatched(job_id=job_id, node_id=node_id, pool=pool)
             await on_dispatched(dispatched)
             await _send(node_channel, {"type": "job.assign", "text": assign_frame(body, 1)})
-            log.info(
+            log.debug(
                 "job dispatched",
                 extra={"job_id": job_id, "node_id": node_id, "pool": pool, "session_id": spec.session_id},
             )
@@ -690,7 +690,7 @@ async def job_finish(*, node_id: str, result: JobResult) -> bool:
         frame = protocol.job_cancel(result.job_id, "completed", trace_id)
         await _send(cancel_channel, {"type": "job.cancel", "text": _json(frame)})
     await _tell_drained(drained)
-    log.info("job ended", extra={"job_id": result.job_id, "node_id": node_id, "code": ending["kind"]})
+    log.debug("job ended", extra={"job_id": result.job_id, "node_id": node_id, "code": ending["kind"]})
     return True
 
 

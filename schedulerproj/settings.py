@@ -189,8 +189,8 @@ CACHES = {
     }
 }
 
-# Pub/sub layer: frames go straight to the listening process (at-most-once; the job
-# deadlines of dispatch recover what it drops). socket_timeout above redis-py 8's 5 s default.
+# Pub/sub layer, local first (dispatch/layers.py): frames go straight to the listening process
+# (at-most-once; the job deadlines of dispatch recover what it drops). socket_timeout above redis-py 8's 5 s default.
 if REDIS_SENTINELS:
     _layer_host: dict[str, object] = {
         "sentinels": REDIS_SENTINELS,
@@ -203,7 +203,7 @@ else:
     _layer_host = {"address": REDIS_URL, "socket_timeout": 30}
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"),
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "dispatch.layers.LocalFirstPubSubChannelLayer"),
         "CONFIG": {"hosts": [_layer_host], "prefix": f"{SCHEDULER_REDIS_PREFIX}:layer"},
     }
 }

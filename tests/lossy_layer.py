@@ -10,10 +10,10 @@ import os
 from collections import Counter
 from typing import Any
 
-from channels_redis.pubsub import RedisPubSubChannelLayer
+from dispatch.layers import LocalFirstPubSubChannelLayer
 
 
-class LossyLayer(RedisPubSubChannelLayer):
+class LossyLayer(LocalFirstPubSubChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent: Counter[str] = Counter()
@@ -27,4 +27,4 @@ class LossyLayer(RedisPubSubChannelLayer):
         self.sent[kind] += 1
         if self.sent[kind] in self.drops.get(kind, ()):
             return
-        await self._get_layer().send(channel, message)
+        await super().send(channel, message)

@@ -1,0 +1,431 @@
+"""The load generator: many fake browsers and nodes in one asyncio process.
+
+A *pair* is one browser and one node. Three kinds speak to three kinds of server:
+
+- ``EchoPair`` (one socket to ``/echo``): the frame comes straight back.
+- ``RelayPair`` (``/relay/browser`` and ``/relay/node`` of the floor server): the node answers
+  each frame it is relayed with a ``job_result``-sized frame, which is relayed back.
+- ``FullPair`` (``/ws/session`` and ``/ws/node`` of the scheduler): a session (zh → en) sends
+  ``utterance`` frames; its node, registered with 14 languages, answers each ``job_assign`` at
+  once; a round trip ends at the browser's ``translation_result``.
+
+Every kind carries the same utterance (1 s of audio, 50 Opus packets) and the same answer, so
+round trips compare. ``closed_loop`` measures saturation (each browser sends its next utterance
+when the last one is answered); ``open_loop`` measures latency at a fixed offered load (round
+trips start on a fixed schedule, round-robin over the pairs; latency counts from the scheduled
+start, so a late sender is not hidden).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+AUDIO = (Path(__file__).parent / "job_audio.bin").read_bytes()  # 50 Opus packets, 1 s
+AUDIO_B64 = base64.b64encode(AUDIO).decode()
+LANGS14 = ["zh", "en", "ja", "ko", "fr", "de", "es", "it", "pt", "ru", "ar", "hi", "th", "vi"]
+SERVICES = [
+    {"service_id": "faster-whisper-vad", "type": "asr", "device": "gpu", "status": "running", "version": "1.0"},
+    {"service_id": "nmt-m2m100", "type": "nmt", "device": "gpu", "status": "running", "version": "1.0"},
+    {"service_id": "piper-tts", "type": "tts", "device": "gpu", "status": "running", "version": "1.0"},
+]
+CAPABILITY_BY_TYPE = [{"type": t, "ready": True, "devices": ["gpu"]} for t in ("asr", "nmt", "tts")]
+LANGUAGE_CAPABILITIES = {
+    "asr_languages": LANGS14, "tts_languages": LANGS14, "semantic_languages": LANGS14, "semantic_core_ready": True,
+}
+REQUEST_TIMEOUT_S = 30.0
+HEARTBEAT_INTERVAL_S = float(os.environ.get("SCHEDULER_HEARTBEAT_INTERVAL_S") or 15)
+
+encode = msgspec.json.encode
+decode = msgspec.json.decode
+
+
+def utterance_frame(session_id: str, index: int) -> str:
+    return encode(
+        {"type": "utterance", "session_id": session_id, "utterance_index": index, "manual_cut": True,
+         "src_lang": "zh", "tgt_lang": "en", "audio": AUDIO_B64, "audio_format": "opus", "sample_rate": 16000}
+    ).decode()
+
+
+def result_frame(job: dict[str, Any], node_id: str) -> str:
+    """What a node sends back, as a real node does (no synthesised audio)."""
+    index = job["utterance_index"]
+    return encode(
+        {"type": "job_result", "job_id": job.get("job_id", f"job-{index:x}"), "attempt_id": job.get("attempt_id", 1),
+         "node_id": node_id, "session_id": job["session_id"], "utterance_index": index, "success": True,
+         "text_asr": f"asr text of utterance {index}", "text_translated": f"translated text of utterance {index}",
+         "tts_audio": "", "tts_format": "opus", "extra": {"service_timings": {"asr_ms": 1, "nmt_ms": 1}},
+         "processing_time_ms": 5, "trace_id": job.get("trace_id", "")}
+    ).decode()
+
+
+def register_frame() -> dict[str, Any]:
+    return {
+        "type": "node_register", "node_id": None, "version": "2.0.0", "capability_schema_version": "2.0",
+        "platform": "linux", "hardware": {"cpu_cores": 2, "memory_gb": 24}, "installed_models": [],
+        "installed_services": SERVICES, "capability_by_type": CAPABILITY_BY_TYPE, "features_supported": {},
+        "accept_public_jobs": True, "language_capabilities": LANGUAGE_CAPABILITIES,
+    }
+
+
+def heartbeat_frame(node_id: str) -> str:
+    """A real node's heartbeat: load plus its capability fields (they compare equal: no change)."""
+    return encode(
+        {"type": "node_heartbeat", "node_id": node_id, "timestamp": int(time.time() * 1000),
+         "resource_usage": {"cpu_percent": 29.7, "gpu_percent": 0, "mem_percent": 8.9, "running_jobs": 0},
+         "installed_services": SERVICES, "capability_by_type": CAPABILITY_BY_TYPE,
+         "language_capabilities": LANGUAGE_CAPABILITIES}
+    ).decode()
+
+
+async def ws_connect(url: str) -> ClientConnection:
+    return await connect(url, max_size=None, compression=None, ping_interval=None, open_timeout=60, close_timeout=5)
+
+
+# --- Round trips -----------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    started: float
+    ended: float
+    ok: bool
+
+    @property
+    def latency(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass
+class Recorder:
+    samples: list[Sample] = field(default_factory=list)
+    lost: int = 0
+
+
+class Pair:
+    """One browser and its node; ``pending`` maps utterance index → (start, future)."""
+
+    browser: ClientConnection
+    session_id = "s-bench000"
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[float, asyncio.Future[None] | None]] = {}
+        self.counter = itertools.count()
+        self.recorder = Recorder()
+        self.readers: list[asyncio.Task[None]] = []
+        self.sockets: list[ClientConnection] = []
+
+    def complete(self, index: int, ok: bool) -> None:
+        entry = self.pending.pop(index, None)
+        if entry is None:
+            return
+        started, future = entry
+        self.recorder.samples.append(Sample(started, time.perf_counter(), ok))
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def request(self, started: float | None = None, wait: bool = False) -> asyncio.Future[None] | None:
+        index = next(self.counter)
+        future = asyncio.get_running_loop().create_future() if wait else None
+        self.pending[index] = (time.perf_counter() if started is None else started, future)
+        await self.browser.send(utterance_frame(self.session_id, index))
+        return future
+
+    def read(self, ws: ClientConnection, handle: Callable[[str], Awaitable[None] | None]) -> None:
+        async def loop() -> None:
+            try:
+                async for text in ws:
+                    outcome = handle(text)  # type: ignore[arg-type]
+                    if outcome is not None:
+                        await outcome
+            except websockets.ConnectionClosed:
+                pass
+
+        self.readers.append(asyncio.ensure_future(loop()))
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        for reader in self.readers:
+            reader.cancel()
+
+
+class EchoPair(Pair):
+    async def open(self, base: str) -> EchoPair:
+        self.browser = await ws_connect(f"{base}/echo")
+        self.sockets = [self.browser]
+        self.read(self.browser, lambda text: self.complete(decode(text)["utterance_index"], True))
+        return self
+
+
+class RelayPair(Pair):
+    path = "relay"
+
+    async def open(self, base: str) -> RelayPair:
+        node = await ws_connect(f"{base}/{self.path}/node")
+        channel = decode(await node.recv())["channel"]
+        self.browser = await ws_connect(f"{base}/{self.path}/browser?to={channel}")
+        self.sockets = [self.browser, node]
+
+        def answer(text: str) -> Awaitable[None]:
+            return node.send(result_frame(decode(text), "node-bench000"))
+
+        self.read(node, answer)
+        self.read(self.browser, lambda text: self.complete(decode(text)["utterance_index"], True))
+        return self
+
+
+class NoHopRelayPair(RelayPair):
+    path = "relay-nohop"
+
+
+class FullPair(Pair):
+    async def open(self, base: str) -> FullPair:
+        node = await ws_connect(f"{base}/ws/node")
+        await node.send(encode(register_frame()).decode())
+        ack = decode(await node.recv())
+        if ack.get("type") != "node_register_ack" or ack.get("status") != "ready":
+            raise RuntimeError(f"node not registered ready: {ack}")
+        node_id = ack["node_id"]
+        self.browser = await ws_connect(f"{base}/ws/session")
+        await self.browser.send(encode(
+            {"type": "session_init", "client_version": "bench", "platform": "web", "src_lang": "zh", "tgt_lang": "en"}
+        ).decode())
+        ack = decode(await self.browser.recv())
+        if ack.get("type") != "session_init_ack":
+            raise RuntimeError(f"session not opened: {ack}")
+        self.session_id = ack["session_id"]
+        self.sockets = [self.browser, node]
+        self.readers.append(asyncio.ensure_future(self.heartbeats(node, node_id)))
+
+        def answer(text: str) -> Awaitable[None] | None:
+            frame = decode(text)
+            if frame.get("type") == "job_assign":
+                return node.send(result_frame(frame, node_id))
+            return None
+
+        def ended(text: str) -> None:
+            if '"type":"ui_event"' in text:
+                return
+            frame = decode(text)
+            kind = frame.get("type")
+            if kind == "translation_result":
+                self.complete(frame["utterance_index"], True)
+            elif kind in ("error", "missing_result") and "utterance_index" in frame:
+                self.complete(frame["utterance_index"], False)
+
+        self.read(node, answer)
+        self.read(self.browser, ended)
+        return self
+
+    async def heartbeats(self, node: ClientConnection, node_id: str) -> None:
+        """As a real node: right after the ack, then every heartbeat interval (else its lease
+        expires and the worker takes it offline)."""
+        try:
+            while True:
+                await node.send(heartbeat_frame(node_id))
+                await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+        except websockets.ConnectionClosed:
+            pass
+
+
+async def open_pairs(kind: type[Pair], base: str, count: int) -> list[Pair]:
+    pairs = []
+    for _ in range(count):  # one at a time: a fleet connecting, not a thundering herd
+        pairs.append(await kind().open(base))  # type: ignore[attr-defined]
+    return pairs
+
+
+async def close_pairs(pairs: list[Pair]) -> None:
+    await asyncio.gather(*(pair.close() for pair in pairs), return_exceptions=True)
+
+
+# --- Phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """What one measured window saw: round trips that ended in it (saturation) or started in it
+    (fixed load), and what the probes read at its edges."""
+
+    seconds: float
+    samples: list[Sample]
+    lost: int
+    probes: dict[str, Any]
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.ok]
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.samples if not s.ok) + self.lost
+
+    @property
+    def rate(self) -> float:
+        return len(self.samples) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return percentile([s.latency for s in self.ok], q)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+Probe = Callable[[], dict[str, Any]]
+
+
+def _reset(pairs: list[Pair]) -> None:
+    for pair in pairs:
+        pair.recorder = Recorder()
+
+
+async def _drain(pairs: list[Pair], timeout: float) -> int:
+    deadline = time.perf_counter() + timeout
+    while any(pair.pending for pair in pairs) and time.perf_counter() < deadline:  # noqa: ASYNC110 (polls many pairs)
+        await asyncio.sleep(0.01)
+    lost = 0
+    for pair in pairs:
+        lost += len(pair.pending)
+        pair.pending.clear()
+    return lost
+
+
+async def closed_loop(pairs: list[Pair], *, warmup: float, seconds: float, probe: Probe) -> Window:
+    """Each pair keeps one round trip in flight; the window counts round trips that ended in it."""
+    _reset(pairs)
+    running = True
+    lost = 0
+
+    async def drive(pair: Pair) -> None:
+        nonlocal lost
+        while running:
+            future = await pair.request(wait=True)
+            try:
+                await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
+            except TimeoutError:
+                lost += 1
+
+    drivers = [asyncio.ensure_future(drive(pair)) for pair in pairs]
+    await asyncio.sleep(warmup)
+    start, before = time.perf_counter(), probe()
+    await asyncio.sleep(seconds)
+    end, after = time.perf_counter(), probe()
+    running = False
+    await asyncio.gather(*drivers)
+    lost += await _drain(pairs, 5)
+    samples = [s for pair in pairs for s in pair.recorder.samples if start <= s.ended < end]
+    return Window(end - start, samples, lost, {"before": before, "after": after})
+
+
+async def open_loop(pairs: list[Pair], *, rate: float, warmup: float, seconds: float, probe: Probe) -> Window:
+    """Round trips start at a fixed rate whatever the answers; the window counts the ones
+    scheduled in it and measures each from its scheduled start."""
+    _reset(pairs)
+    origin = time.perf_counter()
+    start, end = origin + warmup, origin + warmup + seconds
+    before: dict[str, Any] = {}
+    for k in itertools.count():
+        scheduled = origin + k / rate
+        if scheduled >= end:
+            break
+        if not before and scheduled >= start:
+            before = probe()
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await pairs[k % len(pairs)].request(started=scheduled)
+    after = probe()
+    lost = await _drain(pairs, REQUEST_TIMEOUT_S)
+    samples = [s for pair in pairs for s in pair.recorder.samples if start <= s.started < end]
+    return Window(end - start, samples, lost, {"before": before, "after": after})
+
+
+async def counted(pairs: list[Pair], *, total: int) -> float:
+    """Closed loop until ``total`` round trips have ended (for counting Redis commands).
+    Returns how many ended."""
+    _reset(pairs)
+    done = 0
+
+    async def drive(pair: Pair) -> None:
+        nonlocal done
+        while done < total:
+            future = await pair.request(wait=True)
+            await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
+            done += 1
+
+    await asyncio.gather(*(drive(pair) for pair in pairs))
+    return float(sum(len(pair.recorder.samples) for pair in pairs))
+
+
+# --- Fleets of idle nodes --------------------------------------------------------------------
+
+
+@dataclass
+class Fleet:
+    sockets: list[ClientConnection]
+    node_ids: list[str]
+    seconds: float  # to connect and register all of them
+
+
+async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) -> Fleet:
+    """``count`` nodes connect and register (``full``), or connect to ``/echo`` and have the
+    same register frame echoed (the floor), ``concurrency`` at a time."""
+    sockets: list[ClientConnection] = []
+    node_ids: list[str] = []
+    frame = encode(register_frame()).decode()
+    queue = iter(range(count))
+
+    async def one() -> None:
+        for _ in queue:
+            ws = await ws_connect(f"{base}/ws/node" if full else f"{base}/echo")
+            await ws.send(frame)
+            reply = decode(await ws.recv())
+            if full:
+                if reply.get("type") != "node_register_ack":
+                    raise RuntimeError(f"node not registered: {reply}")
+                node_ids.append(reply["node_id"])
+            else:
+                node_ids.append(f"node-{len(node_ids):08x}")
+            sockets.append(ws)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return Fleet(sockets, node_ids, time.perf_counter() - started)
+
+
+async def fleet_heartbeats(fleet: Fleet, *, rate: float) -> int:
+    """Every node sends one heartbeat, paced at ``rate`` per second overall."""
+    origin = time.perf_counter()
+    for k, (ws, node_id) in enumerate(zip(fleet.sockets, fleet.node_ids, strict=True)):
+        delay = origin + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ws.send(heartbeat_frame(node_id))
+    return len(fleet.sockets)
+
+
+async def fleet_close(fleet: Fleet) -> None:
+    sem = asyncio.Semaphore(100)
+
+    async def close(ws: ClientConnection) -> None:
+        async with sem:
+            await ws.close()
+
+    await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)

@@ -1,0 +1,284 @@
+"""Server processes under test, and what the kernel and Redis say they cost.
+
+CPU is ``utime + stime`` from ``/proc/<pid>/stat``; memory is ``VmRSS``. Redis figures come from
+``INFO commandstats`` / ``INFO cpu`` deltas and, for the split between top-level calls and the
+commands scripts run inside, from a ``MONITOR`` capture (script internals show as ``[db lua]``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOG_DIR = BASE_DIR / "var" / "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Process:
+    """One child process, its output in ``var/bench/<name>.log``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        self.log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss(self) -> int:
+        return rss_bytes(self.pid)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+
+
+def wait_tcp(port: int, process: Process, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            pass
+        if not process.alive() or time.monotonic() > deadline:
+            tail = process.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{process.name} did not start on port {port}:\n{tail}")
+        time.sleep(0.1)
+
+
+def wait_http(url: str, process: Process, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if not process.alive() or time.monotonic() > deadline:
+            tail = process.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{process.name} did not answer {url}:\n{tail}")
+        time.sleep(0.1)
+
+
+@dataclass
+class FloorServer:
+    layer: str
+    port: int
+    process: Process
+
+    @classmethod
+    def start(cls, layer: str, env: dict[str, str], layer_prefix: str) -> FloorServer:
+        port = free_port()
+        process = Process(
+            f"floor-{layer}",
+            [sys.executable, "-m", "bench.floor_server", "--port", str(port)],
+            {**env, "BENCH_LAYER": layer, "BENCH_LAYER_PREFIX": layer_prefix,
+             "DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
+        )
+        wait_tcp(port, process)
+        return cls(layer, port, process)
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@dataclass
+class FullStack:
+    """``python -m schedulerproj.server`` and ``manage.py scheduler_worker``, as shipped."""
+
+    port: int
+    server: Process
+    worker: Process
+
+    @classmethod
+    def start(cls, env: dict[str, str], name: str = "scheduler") -> FullStack:
+        port = free_port()
+        server = Process(
+            f"{name}-server",
+            [sys.executable, "-m", "schedulerproj.server", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+        )
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        worker = Process(f"{name}-worker", [sys.executable, str(BASE_DIR / "manage.py"), "scheduler_worker"], env)
+        return cls(port, server, worker)
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.worker.stop()
+
+
+# --- Redis -----------------------------------------------------------------------------------
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True, socket_timeout=30)
+
+
+@dataclass
+class RedisSnapshot:
+    calls: dict[str, int]
+    usec: dict[str, int]
+    cpu: float  # used_cpu_user + used_cpu_sys, seconds
+    memory: int  # used_memory, bytes
+
+    @classmethod
+    def take(cls, client: redis.Redis) -> RedisSnapshot:
+        stats = client.info("commandstats")
+        cpu = client.info("cpu")
+        memory = client.info("memory")
+        calls, usec = {}, {}
+        for key, value in stats.items():
+            name = key.removeprefix("cmdstat_")
+            calls[name] = int(value["calls"])
+            usec[name] = int(value["usec"])
+        return cls(calls, usec, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(memory["used_memory"]))
+
+    def minus(self, before: RedisSnapshot) -> RedisDelta:
+        # INFO itself is not the workload's: leave it out.
+        calls = {k: v - before.calls.get(k, 0) for k, v in self.calls.items() if k != "info"}
+        usec = {k: v - before.usec.get(k, 0) for k, v in self.usec.items() if k != "info"}
+        return RedisDelta(
+            calls={k: v for k, v in calls.items() if v}, usec=usec, cpu=self.cpu - before.cpu,
+            memory=self.memory - before.memory,
+        )
+
+
+@dataclass
+class RedisDelta:
+    calls: dict[str, int]
+    usec: dict[str, int]
+    cpu: float
+    memory: int
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def total_usec(self) -> int:
+        return sum(self.usec.values())
+
+
+# Commands the MONITOR line starts with: +<time> [<db> <client>] "<COMMAND>" "<arg>"...
+MONITOR_LINE = re.compile(r'^\+?[\d.]+ \[\d+ (?P<client>[^\]]+)\] "(?P<cmd>[^"]+)"(?: "(?P<arg1>[^"]*)")?')
+
+
+@dataclass
+class MonitorCount:
+    """Commands seen by MONITOR: top-level ones (a script call named ``evalsha <script>``) and
+    the commands each script ran inside, by (script, command): ``[db lua]`` lines follow their
+    EVALSHA."""
+
+    top: Counter[str] = field(default_factory=Counter)
+    internal: Counter[tuple[str, str]] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+class Monitor:
+    """A MONITOR capture in a thread, from ``start()`` until ``stop()`` (a marker ECHO)."""
+
+    def __init__(self, script_names: dict[str, str]) -> None:
+        self.script_names = script_names  # sha → name
+        self.count = MonitorCount()
+        self.marker = f"bench-monitor-stop-{uuid.uuid4().hex}"
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Monitor:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
+        self.started = time.monotonic()
+        return self
+
+    def stop(self) -> MonitorCount:
+        self.count.seconds = time.monotonic() - self.started
+        redis_client().echo(self.marker)
+        self.thread.join(30)
+        return self.count
+
+    def _run(self) -> None:
+        client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=60)
+        connection = client.connection_pool.get_connection()
+        connection.send_command("MONITOR")
+        connection.read_response()  # OK
+        self.ready.set()
+        current = "?"
+        try:
+            while True:
+                line = connection.read_response()
+                if isinstance(line, bytes):
+                    line = line.decode("utf-8", "replace")
+                match = MONITOR_LINE.match(line)
+                if match is None:
+                    continue
+                cmd = match["cmd"].lower()
+                if match["client"] == "lua":
+                    self.count.internal[(current, cmd)] += 1
+                    continue
+                if cmd == "echo" and match["arg1"] == self.marker:
+                    return
+                if cmd == "evalsha":
+                    current = self.script_names.get(match["arg1"] or "", "unknown script")
+                    self.count.top[f"evalsha {current}"] += 1
+                elif cmd == "eval":
+                    current = "eval"
+                    self.count.top["eval"] += 1
+                elif cmd not in ("info", "monitor"):
+                    self.count.top[cmd] += 1
+        finally:
+            connection.disconnect()
