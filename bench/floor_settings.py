@@ -36,8 +36,8 @@ _BACKENDS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": _HOSTS, "prefix": _PREFIX},
     },
-    "pubsub": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pubsub": {  # the layer we ship: channels-redis's pub/sub layer, local first
+        "BACKEND": "dispatch.layers.LocalFirstPubSubChannelLayer",
         "CONFIG": {"hosts": _HOSTS, "prefix": _PREFIX},
     },
     "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},

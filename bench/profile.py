@@ -64,12 +64,15 @@ def record(pid: int, seconds: float, output: Path, rate: int = 200) -> subproces
     )
 
 
+PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
+
+
 def _name(frame: str) -> tuple[str, str]:
     match = FRAME.match(frame.strip())
     if match is None:
         return frame.strip(), ""
     file = match["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/", "lib/python3.12/"):
+    for marker in ("site-packages/", f"{PROJECT_DIR}/", "lib/python3.11/", "lib/python3.12/"):
         if marker in file:
             file = file.split(marker, 1)[1]
             break

@@ -41,7 +41,7 @@ PLAIN_PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
 # The "before" of what was done for the throughput target, measured beside the shipped stack in
 # every run (override or switch off with BENCH_VARIANTS): the plain pub/sub layer, where every
 # frame goes through Redis even between two sockets of one process. Settings only.
-DEFAULT_VARIANTS = f"before (plain pub/sub layer):CHANNEL_LAYER_BACKEND={PLAIN_PUBSUB}"
+DEFAULT_VARIANTS = f"plain-pubsub:CHANNEL_LAYER_BACKEND={PLAIN_PUBSUB}"
 VARIANT_NOTES = {
     f"CHANNEL_LAYER_BACKEND={PLAIN_PUBSUB}": "every frame is PUBLISHed and pushed back, even to a consumer in the "
     "same process (the shipped `dispatch.layers.LocalFirstPubSubChannelLayer` hands those straight to its queue)",
