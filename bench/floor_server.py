@@ -34,19 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     from bench.floor_asgi import application
+    from schedulerproj.server import daphne_options
 
-    max_frame = 1024 * 1024
-    hard_limit = max(4 * max_frame, max_frame + 65536)
     server = Server(
         application=application,
-        endpoints=[f"tcp:port={args.port}:interface={args.host}"],
-        signal_handlers=False,
-        websocket_timeout=-1,
-        websocket_max_message_size=hard_limit,
-        websocket_max_frame_size=hard_limit,
-        application_close_timeout=5,
-        verbosity=0,
-        server_name="bench-floor",
+        **daphne_options(host=args.host, port=args.port, max_frame_bytes=1024 * 1024, name="bench-floor"),
     )
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -25,6 +25,23 @@ DRAIN_GRACE_S = 5.0
 STOP_LIMIT_S = 5.0
 
 
+def daphne_options(*, host: str, port: int, max_frame_bytes: int, name: str) -> dict[str, object]:
+    """daphne's Server options we run with (the benchmark floors use the same): no socket time
+    limit, and a hard frame limit above ours so the consumer sees an oversized frame and closes
+    with 1009 instead of autobahn dropping the connection."""
+    hard_limit = max(4 * max_frame_bytes, max_frame_bytes + 65536)
+    return {
+        "endpoints": [f"tcp:port={port}:interface={host}"],
+        "signal_handlers": False,
+        "websocket_timeout": -1,
+        "websocket_max_message_size": hard_limit,
+        "websocket_max_frame_size": hard_limit,
+        "application_close_timeout": 5,
+        "verbosity": 0,
+        "server_name": name,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
@@ -59,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ws_protocol.WebSocketFactory.protocol = SchedulerWebSocketProtocol
     pools_ensure_published()
-    hard_limit = max(4 * settings.SCHEDULER_MAX_FRAME_BYTES, settings.SCHEDULER_MAX_FRAME_BYTES + 65536)
+
     class SchedulerServer(Server):
         """Keeps its listening ports so a shutdown can stop accepting first."""
 
@@ -71,14 +88,9 @@ def main(argv: list[str] | None = None) -> None:
 
     server = SchedulerServer(
         application=application,
-        endpoints=[f"tcp:port={args.port}:interface={args.host}"],
-        signal_handlers=False,
-        websocket_timeout=-1,
-        websocket_max_message_size=hard_limit,
-        websocket_max_frame_size=hard_limit,
-        application_close_timeout=5,
-        verbosity=0,
-        server_name="scheduler",
+        **daphne_options(
+            host=args.host, port=args.port, max_frame_bytes=settings.SCHEDULER_MAX_FRAME_BYTES, name="scheduler"
+        ),
     )
 
     stopping = False
