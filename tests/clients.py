@@ -66,21 +66,23 @@ def register_frame(
     return frame
 
 
-class Client:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.backlog: list[dict[str, Any]] = []
+class FrameInbox:
+    """Keeps the frames a test has not asked for yet, so it can wait for one kind of frame.
+    Subclasses say how the next frame arrives (``next_frame``, TimeoutError when none)."""
 
-    async def send(self, frame: dict[str, Any] | str) -> None:
-        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+    recv_timeout = RECV_TIMEOUT
+    backlog: list[dict[str, Any]]
 
-    async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+    async def next_frame(self, timeout: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         if self.backlog:
             return self.backlog.pop(0)
-        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        return await self.next_frame(self.recv_timeout if timeout is None else timeout)
 
     async def expect(
-        self, predicate: Callable[[dict[str, Any]], bool] | str, timeout: float = RECV_TIMEOUT
+        self, predicate: Callable[[dict[str, Any]], bool] | str, timeout: float | None = None
     ) -> dict[str, Any]:
         """The next frame matching ``predicate`` (or of that type); others are kept for later."""
         match = (lambda f: f.get("type") == predicate) if isinstance(predicate, str) else predicate
@@ -88,15 +90,30 @@ class Client:
             if match(frame):
                 return self.backlog.pop(index)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + (self.recv_timeout if timeout is None else timeout)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"no matching frame; kept {self.backlog[-5:]}")
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), remaining))
+                raise TimeoutError(f"no {predicate} frame in time; kept {self.backlog[-5:]}")
+            try:
+                frame = await self.next_frame(remaining)
+            except TimeoutError:
+                continue
             if match(frame):
                 return frame
             self.backlog.append(frame)
+
+
+class Client(FrameInbox):
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.backlog = []
+
+    async def next_frame(self, timeout: float) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
     async def silent(self, seconds: float) -> list[dict[str, Any]]:
         """Frames that arrive within ``seconds`` (expected: none)."""

@@ -16,7 +16,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from schedulerproj.asgi import application
-from tests.clients import AUDIO, AUDIO_B64, register_frame, split_packets
+from tests.clients import AUDIO, AUDIO_B64, FrameInbox, register_frame, split_packets
 
 RECV = 5.0  # seconds to wait for a frame that must come
 QUIET = 0.4  # seconds of silence that show a frame does not come
@@ -45,11 +45,12 @@ class Closed(AssertionError):
         self.code = code
 
 
-class Socket:
-    """A WebSocket client of the in-process application that keeps frames it was not asked
-    for (like tests.clients.Client), so a test can wait for one kind of frame."""
+class Socket(FrameInbox):
+    """A WebSocket client of the in-process application (frames it was not asked for are kept,
+    as with tests.clients.Client)."""
 
     path = "/ws/session"
+    recv_timeout = RECV
 
     def __init__(self, path: str | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.comm = WebsocketCommunicator(application, path or self.path, headers=headers or [])
@@ -75,30 +76,8 @@ class Socket:
         assert message["type"] == "websocket.send", message
         return json.loads(message["text"])
 
-    async def recv(self, timeout: float = RECV) -> dict[str, Any]:
-        if self.backlog:
-            return self.backlog.pop(0)
+    async def next_frame(self, timeout: float) -> dict[str, Any]:
         return self.frame(await self.output(timeout))
-
-    async def expect(self, match: Any, timeout: float = RECV) -> dict[str, Any]:
-        """The next frame of that type (or matching the predicate); others are kept."""
-        test = (lambda f: f.get("type") == match) if isinstance(match, str) else match
-        for index, frame in enumerate(self.backlog):
-            if test(frame):
-                return self.backlog.pop(index)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"no {match} frame within {timeout} s; got {self.backlog}")
-            try:
-                frame = self.frame(await self.output(remaining))
-            except TimeoutError:
-                continue
-            if test(frame):
-                return frame
-            self.backlog.append(frame)
 
     async def error(self, code: str, timeout: float = RECV) -> dict[str, Any]:
         frame = await self.expect("error", timeout)
