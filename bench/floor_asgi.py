@@ -11,10 +11,16 @@ Plain ``AsyncWebsocketConsumer`` subclasses (channels' own ``dispatch``, its per
 the same way. The node socket is told its channel name when it connects.
 
 ``/relay-nohop/...``: the same relay with consumers that skip that thread hop, as ours do.
+
+``/relay-calls/...``: the no-hop relay plus one Redis script call before each of its two sends
+(an EVALSHA of a script that does nothing, the frame as its argument): the two round trips our
+design makes per job (pick-and-reserve, finish) and nothing else. No implementation of the
+design on this stack can beat it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -22,6 +28,7 @@ from urllib.parse import parse_qs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.floor_settings")
 
+import redis.asyncio as aredis  # noqa: E402
 from channels.consumer import get_handler_name  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -94,6 +101,34 @@ class NoHopRelayBrowserConsumer(NoThreadHop, RelayBrowserConsumer):
     pass
 
 
+# bench/run.py names this script's calls in MONITOR captures by its SHA1.
+FLOOR_SCRIPT = "-- bench floor: one round trip, no work\nreturn 1"
+
+
+@functools.cache
+def floor_script() -> Any:
+    """One client for the server process (it runs one event loop), with our client's options."""
+    from dispatch.store import CLIENT_OPTIONS
+
+    return aredis.Redis.from_url(os.environ["REDIS_URL"], **CLIENT_OPTIONS).register_script(FLOOR_SCRIPT)
+
+
+async def script_call(text: str | None) -> None:
+    await floor_script()(keys=[], args=[text or ""])
+
+
+class CallingRelayNodeConsumer(NoHopRelayNodeConsumer):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await script_call(text_data)
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
+
+class CallingRelayBrowserConsumer(NoHopRelayBrowserConsumer):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await script_call(text_data)
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
+
 application = ProtocolTypeRouter(
     {
         "websocket": URLRouter(
@@ -103,6 +138,8 @@ application = ProtocolTypeRouter(
                 re_path(r"^relay/browser/?$", RelayBrowserConsumer.as_asgi()),
                 re_path(r"^relay-nohop/node/?$", NoHopRelayNodeConsumer.as_asgi()),
                 re_path(r"^relay-nohop/browser/?$", NoHopRelayBrowserConsumer.as_asgi()),
+                re_path(r"^relay-calls/node/?$", CallingRelayNodeConsumer.as_asgi()),
+                re_path(r"^relay-calls/browser/?$", CallingRelayBrowserConsumer.as_asgi()),
             ]
         )
     }

@@ -191,6 +191,10 @@ class NoHopRelayPair(RelayPair):
     path = "relay-nohop"
 
 
+class CallingRelayPair(RelayPair):
+    path = "relay-calls"
+
+
 class FullPair(Pair):
     async def open(self, base: str) -> FullPair:
         node = await ws_connect(f"{base}/ws/node")
