@@ -109,6 +109,9 @@ class SessionConsumer(FrameConsumer):
     async def disconnect(self, code: int) -> None:
         await self.end_session()
 
+    def held_session(self) -> str | None:
+        return self.spec.session_id if self.spec is not None else None
+
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): end the session now (its unfinished jobs are
         cancelled, as for a closed socket) and tell the browser to reconnect elsewhere."""

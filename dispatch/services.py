@@ -428,7 +428,9 @@ async def session_open(*, trace_id: str, channel: str, session_id: str | None = 
     store was lost); returns its id. Ids are unique: a clash makes another."""
     while True:
         candidate = session_id or new_session_id()
-        reply = await store.run("session_open", candidate, trace_id, channel, history.job_index_keep_s())
+        reply = await store.run(
+            "session_open", candidate, trace_id, channel, history.job_index_keep_s(), lease_ms()
+        )
         if reply == "ok":
             return candidate
         if session_id is not None:
@@ -446,6 +448,24 @@ async def session_close(*, session_id: str, job_ids: list[str]) -> None:
         frame = protocol.job_cancel(job_id, "session_closed", trace_id or None)
         await _send(channel, {"type": "job.cancel", "text": _json(frame)})
         await _tell_drained(drained)
+
+
+SESSIONS_PER_CALL = 500  # bounds one sessions_alive.lua call
+
+
+async def sessions_renew(session_ids: list[str]) -> None:
+    """Renew the leases of this process's open sessions (``store_watch``, every heartbeat
+    interval)."""
+    for i in range(0, len(session_ids), SESSIONS_PER_CALL):
+        await store.run("sessions_alive", lease_ms(), *session_ids[i : i + SESSIONS_PER_CALL])
+
+
+async def sessions_expire() -> int:
+    """Forget sessions whose process died without closing them (the worker, every pass)."""
+    expired = await store.run("sessions_expired", 100)
+    for session_id in expired:
+        log.warning("session lease expired", extra={"session_id": session_id})
+    return len(expired)
 
 
 def new_session_id() -> str:

@@ -42,6 +42,24 @@ async def sockets_notify(event: str) -> None:
                 log.exception("socket could not handle %s", name)
 
 
+async def sessions_keep_alive() -> None:
+    """Runs in every server process: renews the leases of its open sessions every heartbeat
+    interval, so the sessions of a process that dies without closing them stop counting."""
+    was_down = False
+    while True:
+        await asyncio.sleep(settings.SCHEDULER_HEARTBEAT_INTERVAL_S)
+        session_ids = [session_id for c in list(live_sockets) if (session_id := c.held_session())]
+        try:
+            await services.sessions_renew(session_ids)
+            was_down = False
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not was_down:
+                log.warning("store unreachable: session leases not renewed")
+            was_down = True
+        except Exception:
+            log.exception("session leases not renewed")
+
+
 class FrameConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         live_sockets.add(self)
@@ -59,6 +77,10 @@ class FrameConsumer(AsyncWebsocketConsumer):
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def held_session(self) -> str | None:
+        """The browser session this socket holds open, if any (its lease is renewed)."""
+        return None
 
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): reconnect elsewhere."""

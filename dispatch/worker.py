@@ -23,10 +23,12 @@ ALIVE_TTL_S = 5
 
 
 async def worker_tick() -> None:
-    """One pass: say we are alive, expire silent nodes' leases, move timed-out jobs on, and
-    sample the fleet's load for the dashboard when its time has come."""
+    """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
+    process died, move timed-out jobs on, and sample the fleet's load for the dashboard when
+    its time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await services.nodes_expire_leases()
+    await services.sessions_expire()
     second = int(time.monotonic())
     if second % REVOKE_CHECK_EVERY_S == 0:
         await services.tokens_enforce_revoked()

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     from dispatch.services import pools_ensure_published, store_watch
-    from dispatch.sockets import live_sockets, sockets_notify
+    from dispatch.sockets import live_sockets, sessions_keep_alive, sockets_notify
     from schedulerproj.asgi import application
 
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         reactor.callFromThread(shut_down)
 
     reactor.callWhenRunning(lambda: asyncio.ensure_future(store_watch()))
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(sessions_keep_alive()))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", extra={"code": f"{args.host}:{args.port}"})

@@ -154,6 +154,32 @@ async def test_node_process_killed_node_reconnects_to_the_other_no_job_lost(stac
 NODES, BROWSERS = 4, 4
 
 
+def open_sessions() -> set[str]:
+    return {store.decoded(s) for s in store.sync_client().zrange(keys.sessions(), 0, -1)}
+
+
+async def test_sessions_of_a_killed_process_stop_counting(stack):
+    """A SIGKILLed process closes no session: their leases (3 heartbeat intervals, renewed by
+    the live process) run out and the worker forgets them; the other process's stay."""
+    server = stack(servers=2, **SETTINGS)
+    browsers = [await FakeBrowser.connect(server.ws(index)) for index in (0, 1)]
+    for browser in browsers:
+        await browser.init("zh", "en")
+    kept, killed = (browser.session_id for browser in browsers)
+    assert open_sessions() == {kept, killed}
+    await asyncio.sleep(4.5)  # longer than a lease (3 s): both processes renew theirs
+    assert open_sessions() == {kept, killed}
+
+    await asyncio.to_thread(server.stop_server, 1, signal.SIGKILL)
+    started = time.monotonic()
+    await eventually(lambda: open_sessions() == {kept}, timeout=10)
+    assert time.monotonic() - started <= 3 + 1 + 1  # the lease, a renewal interval, the worker's pass
+    assert store.sync_client().exists(keys.session(killed)) == 0
+    await asyncio.sleep(4.5)
+    assert open_sessions() == {kept}
+    assert (await selectors.fleet_snapshot()).sessions == 1
+
+
 async def test_rolling_restart_of_both_processes_under_load(stack, node_token):
     """SIGTERM one process, wait for its nodes to be back on the other, start it again, then
     the same for the other process. Sessions on a stopping process end (their unfinished jobs
