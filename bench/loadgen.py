@@ -102,6 +102,8 @@ class Sample:
     started: float
     ended: float
     ok: bool
+    assigned: float = math.nan  # when the node had the job (its frame read)
+    answered: float = math.nan  # when the node's answer was written
 
     @property
     def latency(self) -> float:
@@ -114,13 +116,18 @@ class Recorder:
     lost: int = 0
 
 
+PAIR_NUMBERS = itertools.count()
+# (session id, utterance index) → when a node read its job and when it had written its answer
+NODE_MARKS: dict[tuple[str, int], tuple[float, float]] = {}
+
+
 class Pair:
     """One browser and its node; ``pending`` maps utterance index → (start, future)."""
 
     browser: ClientConnection
-    session_id = "s-bench000"
 
     def __init__(self) -> None:
+        self.session_id = f"s-{next(PAIR_NUMBERS):08x}"  # the scheduler's pairs take the id it gives
         self.pending: dict[int, tuple[float, asyncio.Future[None] | None]] = {}
         self.counter = itertools.count()
         self.recorder = Recorder()
@@ -132,9 +139,18 @@ class Pair:
         if entry is None:
             return
         started, future = entry
-        self.recorder.samples.append(Sample(started, time.perf_counter(), ok))
+        assigned, answered = NODE_MARKS.pop((self.session_id, index), (math.nan, math.nan))
+        self.recorder.samples.append(Sample(started, time.perf_counter(), ok, assigned, answered))
         if future is not None and not future.done():
             future.set_result(None)
+
+    @staticmethod
+    async def answer(node: ClientConnection, job: dict[str, Any], frame: str) -> None:
+        """A node's answer, with the stage marks of its round trip (the scheduler may give a
+        browser's job to any pair's node)."""
+        assigned = time.perf_counter()
+        await node.send(frame)
+        NODE_MARKS[(job["session_id"], job["utterance_index"])] = (assigned, time.perf_counter())
 
     async def request(self, started: float | None = None, wait: bool = False) -> asyncio.Future[None] | None:
         index = next(self.counter)
@@ -180,7 +196,8 @@ class RelayPair(Pair):
         self.sockets = [self.browser, node]
 
         def answer(text: str) -> Awaitable[None]:
-            return node.send(result_frame(decode(text), "node-bench000"))
+            job = decode(text)
+            return self.answer(node, job, result_frame(job, "node-bench000"))
 
         self.read(node, answer)
         self.read(self.browser, lambda text: self.complete(decode(text)["utterance_index"], True))
@@ -217,7 +234,7 @@ class FullPair(Pair):
         def answer(text: str) -> Awaitable[None] | None:
             frame = decode(text)
             if frame.get("type") == "job_assign":
-                return node.send(result_frame(frame, node_id))
+                return self.answer(node, frame, result_frame(frame, node_id))
             return None
 
         def ended(text: str) -> None:
@@ -296,6 +313,7 @@ Probe = Callable[[], dict[str, Any]]
 
 
 def _reset(pairs: list[Pair]) -> None:
+    NODE_MARKS.clear()
     for pair in pairs:
         pair.recorder = Recorder()
 
@@ -359,6 +377,20 @@ async def open_loop(pairs: list[Pair], *, rate: float, warmup: float, seconds: f
     lost = await _drain(pairs, REQUEST_TIMEOUT_S)
     samples = [s for pair in pairs for s in pair.recorder.samples if start <= s.started < end]
     return Window(end - start, samples, lost, {"before": before, "after": after})
+
+
+async def one_at_a_time(pairs: list[Pair], *, count: int) -> tuple[list[Sample], int]:
+    """Round trips one after another, the pairs taking turns: each stage's cost on a quiet
+    server, without queueing. Returns the samples and how many were lost."""
+    _reset(pairs)
+    lost = 0
+    for k in range(count):
+        future = await pairs[k % len(pairs)].request(wait=True)
+        try:
+            await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
+        except TimeoutError:
+            lost += 1
+    return [s for pair in pairs for s in pair.recorder.samples], lost
 
 
 async def counted(pairs: list[Pair], *, total: int) -> float:

@@ -37,6 +37,7 @@ class FleetFigures:
     pick_redis_usec: float = 0.0  # EVALSHA µs inside Redis per submit + finish
     pick_script_calls: float = 0.0  # EVALSHA calls per job
     pick_commands: float = 0.0  # commandstats calls per job (scripts' internals included)
+    empty_call: list[float] = field(default_factory=list)  # seconds per empty script call (same args' size)
     heartbeat: list[float] = field(default_factory=list)
     heartbeat_cpu_s: float = 0.0  # this process, per heartbeat
     heartbeat_redis_usec: float = 0.0  # per heartbeat
@@ -146,6 +147,15 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
             if not await services.job_finish(node_id=job.node_id, result=result):  # type: ignore[arg-type]
                 raise RuntimeError("job_finish dropped the result")
     delta = RedisSnapshot.take(client).minus(before)
+    # The floor of a script call: the same client, an empty script, the job's body as argument.
+    from bench.floor_asgi import FLOOR_SCRIPT
+    from dispatch.store import async_client
+
+    empty = async_client().register_script(FLOOR_SCRIPT)
+    for _ in range(jobs):
+        t0 = time.perf_counter()
+        await empty(keys=[], args=[loadgen.AUDIO_B64])
+        fleet.empty_call.append(time.perf_counter() - t0)
     submits, finishes = timer.durations.get("job_submit", []), timer.durations.get("job_finish", [])
     if len(submits) != jobs or len(finishes) != jobs:
         raise RuntimeError(f"{len(submits)} job_submit and {len(finishes)} job_finish calls for {jobs} jobs")
@@ -202,6 +212,7 @@ async def measure(prefix: str, sizes: tuple[int, ...], *, rounds: int, jobs_per_
         await pick_round(fleet, 50)
         fleet.submit.clear()
         fleet.finish.clear()
+        fleet.empty_call.clear()
         fleet.pick_redis_usec = fleet.pick_script_calls = fleet.pick_commands = 0
     for _ in range(rounds):
         for fleet in fleets:

@@ -71,6 +71,7 @@ class Params:
     lat_s: float
     lat_warmup_s: float
     count_jobs: int
+    seq_jobs: int
     fleet_nodes: int
     fleet_concurrency: int
     heartbeat_rate: float
@@ -94,6 +95,7 @@ class Params:
             lat_s=env_float("BENCH_LAT_S", 3 if quick else 6),
             lat_warmup_s=env_float("BENCH_LAT_WARMUP_S", 1),
             count_jobs=env_int("BENCH_COUNT_JOBS", 200 if quick else 500),
+            seq_jobs=env_int("BENCH_SEQ_JOBS", 300 if quick else 1500),
             fleet_nodes=env_int("BENCH_FLEET_NODES", 200 if quick else 10000),
             fleet_concurrency=env_int("BENCH_FLEET_CONCURRENCY", 50),
             heartbeat_rate=env_float("BENCH_HEARTBEAT_RATE", 2000),
@@ -141,6 +143,7 @@ class Config:
     pairs: list[Any] = field(default_factory=list)
     sat: list[dict[str, float]] = field(default_factory=list)
     lat: list[dict[str, float]] = field(default_factory=list)
+    seq: list[dict[str, float]] = field(default_factory=list)
     monitor: Any = None
     counted: float = 0.0
     profile: Any = None
@@ -229,6 +232,24 @@ def window_figures(window: Any, config: Config) -> dict[str, float]:
         "loadgen_cores": (after["loadgen"] - before["loadgen"]) / window.seconds,
         "failed": float(window.failed),
         "samples": float(n),
+    }
+
+
+SEQ_CONFIGS = ("relay-pubsub-nohop", "relay-calls", "full")
+
+
+def seq_figures(samples: list[Any], lost: int) -> dict[str, float]:
+    """Medians of a one-at-a-time run: the browser's frame to the node (forward), the node's
+    answer to the browser (back), and the whole round trip, in ms."""
+    from bench.loadgen import percentile
+
+    ok = [s for s in samples if s.ok and not math.isnan(s.assigned)]
+    return {
+        "forward": percentile([s.assigned - s.started for s in ok], 0.5) * 1e3,
+        "back": percentile([s.ended - s.answered for s in ok], 0.5) * 1e3,
+        "node": percentile([s.answered - s.assigned for s in ok], 0.5) * 1e3,
+        "p50": percentile([s.latency for s in ok], 0.5) * 1e3,
+        "lost": float(lost),
     }
 
 
@@ -347,7 +368,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
     client = procs.redis_client()
     report.redis_version = str(client.info("server").get("redis_version", "?"))
 
-    log(f"[1/6] pick-and-reserve at 10 and {params.pick_nodes} nodes (in-process, real Redis)")
+    log(f"[1/7] pick-and-reserve at 10 and {params.pick_nodes} nodes (in-process, real Redis)")
     report.pick = await pick.measure(
         prefix, (10, params.pick_nodes), rounds=params.pick_rounds,
         jobs_per_round=max(1, params.pick_jobs // params.pick_rounds), heartbeats=params.pick_heartbeats, log=log,
@@ -355,7 +376,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
     for fleet in report.pick:
         pick.delete_prefix(fleet.prefix)
 
-    log("[2/6] starting servers: three floor servers, the scheduler (+ worker)")
+    log("[2/7] starting servers: three floor servers, the scheduler (+ worker)")
     floors: dict[str, procs.FloorServer] = {}
     stacks: dict[str, procs.FullStack] = {}
     try:
@@ -385,7 +406,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
         for config in configs:
             config.pairs = await loadgen.open_pairs(config.kind, config.base, params.pairs)
 
-        log(f"[3/6] saturation: {params.pairs} pairs in closed loop, {params.rounds} round(s)")
+        log(f"[3/7] saturation: {params.pairs} pairs in closed loop, {params.rounds} round(s)")
         for round_index in range(params.rounds):
             for config in configs:
                 window = await loadgen.closed_loop(
@@ -397,7 +418,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
                     f"server {figures['server_cpu_ms']:.3f} ms CPU per round trip, failed {figures['failed']:.0f}")
 
         report.rate = report.config("relay-default").figure("sat", "rate") / 2
-        log(f"[4/6] latency at a fixed {report.rate:.0f} round trips/s (half the default-layer relay's saturation)")
+        log(f"[4/7] latency at a fixed {report.rate:.0f} round trips/s (half the default-layer relay's saturation)")
         for round_index in range(params.rounds):
             for config in configs:
                 window = await loadgen.open_loop(
@@ -409,7 +430,18 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
                 log(f"  round {round_index + 1} {config.key:<16} p50 {figures['p50']:.2f} ms  "
                     f"p99 {figures['p99']:.2f} ms, failed {figures['failed']:.0f}")
 
-        log(f"[5/6] Redis commands per round trip: MONITOR over {params.count_jobs} round trips each")
+        log(f"[5/7] one round trip at a time, {params.seq_jobs} each per round: where the time goes")
+        for round_index in range(params.rounds):
+            for config in configs:
+                if config.key not in SEQ_CONFIGS:
+                    continue
+                samples, lost = await loadgen.one_at_a_time(config.pairs, count=params.seq_jobs)
+                config.seq.append(seq_figures(samples, lost))
+                figures = config.seq[-1]
+                log(f"  round {round_index + 1} {config.key:<16} to the node {figures['forward']:.3f} ms, "
+                    f"back {figures['back']:.3f} ms, whole {figures['p50']:.3f} ms")
+
+        log(f"[6/7] Redis commands per round trip: MONITOR over {params.count_jobs} round trips each")
         shas = script_shas()
         monitor = procs.Monitor(shas).start()
         await asyncio.sleep(BACKGROUND_S)
@@ -432,7 +464,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
         for config in configs:
             await loadgen.close_pairs(config.pairs)
 
-        log(f"[6/6] a fleet of {params.fleet_nodes} idle nodes over sockets: register, memory, heartbeats")
+        log(f"[7/7] a fleet of {params.fleet_nodes} idle nodes over sockets: register, memory, heartbeats")
         report.fleet_floor = await fleet_phase(
             floors["memory"].ws, floors["memory"].process, params, full=False, client=client
         )
@@ -655,6 +687,36 @@ def render(report: Report) -> str:
         "and our consumers' own work (decoding, checking the audio is base64, building the frames).")
     add("")
 
+    seq = [report.config(key) for key in SEQ_CONFIGS]
+    if all(c.seq for c in seq):
+        nohop, calls_c, full_c = seq
+        add("## Where a round trip's time goes: one at a time")
+        add("")
+        add(f"{params.seq_jobs:,} round trips per configuration and round, one after another (the pairs taking turns), "
+            "so each stage is timed on a quiet server without queueing: from the browser's frame to the node reading "
+            "its job, and from the node's answer to the browser reading the result (the load generator's clock).")
+        add("")
+        add(f"| | {nohop.label} | {calls_c.label} | {full_c.label} | full path − relay with calls |")
+        add("|---|---|---|---|---|")
+        for name, label in (("forward", "browser's frame → the node has the job (ms)"),
+                            ("back", "node's answer → the browser has the result (ms)"),
+                            ("p50", "whole round trip (ms)")):
+            a, b, c = (x.figure("seq", name) for x in seq)
+            add(f"| {label} | {fmt(a, 3)} | {fmt(b, 3)} | {fmt(c, 3)} | {c - b:+.3f} |")
+        small = report.pick[0]
+        empty = percentile(small.empty_call, 0.5) * 1e3
+        submit, finish = percentile(small.submit, 0.5) * 1e3, percentile(small.finish, 0.5) * 1e3
+        add("")
+        add(f"The two script calls, timed in-process in the pick-and-reserve phase ({small.nodes} nodes, p50): an empty "
+            f"script with the job's audio as its argument {empty:.3f} ms; `job_submit.lua` {submit:.3f} ms "
+            f"({submit - empty:+.3f}); `job_finish.lua` {finish:.3f} ms ({finish - empty:+.3f}). So of the full path's "
+            f"{full_c.figure('seq', 'p50') - calls_c.figure('seq', 'p50'):+.3f} ms over the relay with calls, about "
+            f"{submit + finish - 2 * empty:.3f} ms is the scripts' own work (routing, the job record and its story, "
+            "the dispatch observations, the lookup index); the rest is the three frames the protocol adds per job "
+            "(`ui_event` DISPATCHED before the node is sent its job, ASR_FINAL and NMT_DONE before the result), "
+            "read by the browser too, and our consumers' checks and bookkeeping.")
+        add("")
+
     add(f"## A fleet of {params.fleet_nodes:,} idle nodes over sockets")
     add("")
     add("| | floor: daphne echo | full path | full path ÷ floor |")
@@ -807,7 +869,7 @@ def render(report: Report) -> str:
     add("## How to read and rerun")
     add("")
     add("`make bench` (about 8–9 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
-        "`BENCH_PAIRS`, `BENCH_FLEET_NODES`, `BENCH_PICK_NODES`, `BENCH_PROFILE=auto|always|never`, "
+        "`BENCH_PAIRS`, `BENCH_SEQ_JOBS`, `BENCH_FLEET_NODES`, `BENCH_PICK_NODES`, `BENCH_PROFILE=auto|always|never`, "
         "`BENCH_VARIANTS='name:VAR=value,...;...'` (more full-path stacks with other settings, measured side by side), "
         "`BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See `bench/README.md`.")
     add("")
