@@ -47,8 +47,11 @@ def async_client() -> aredis.Redis:
     client = _async_clients.get(loop)
     if client is None:
         if settings.REDIS_SENTINELS:
-            sentinel = aredis.sentinel.Sentinel(settings.REDIS_SENTINELS, **CLIENT_OPTIONS)
-            client = sentinel.master_for(settings.REDIS_SENTINEL_MASTER, **CLIENT_OPTIONS)
+            options = CLIENT_OPTIONS | ({"password": settings.REDIS_PASSWORD} if settings.REDIS_PASSWORD else {})
+            sentinel = aredis.sentinel.Sentinel(
+                settings.REDIS_SENTINELS, sentinel_kwargs=settings.REDIS_SENTINEL_KWARGS, **options
+            )
+            client = sentinel.master_for(settings.REDIS_SENTINEL_MASTER, **options)
         else:
             client = aredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
         _async_clients[loop] = client

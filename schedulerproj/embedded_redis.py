@@ -29,13 +29,15 @@ def server_binary() -> str:
 
 class EmbeddedRedis:
     def __init__(
-        self, directory: Path, *, append_only: bool = True, port: int = 0, extra_args: Sequence[str] = ()
+        self, directory: Path, *, append_only: bool = True, port: int = 0, extra_args: Sequence[str] = (),
+        password: str | None = None,
     ) -> None:
         self.directory = directory
         self.socket = directory / "redis.sock"
         self.append_only = append_only
         self.port = port
         self.extra_args = list(extra_args)  # more server options, e.g. ("--replicaof", host, port)
+        self.password = password  # required of clients, and given to a primary when a replica
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,10 +60,11 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
+            *(("--requirepass", self.password, "--masterauth", self.password) if self.password else ()),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, password=self.password)
         deadline = time.monotonic() + 15
         while True:
             try:

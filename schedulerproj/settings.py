@@ -90,6 +90,14 @@ REDIS_SENTINELS: list[tuple[str, int]] = [
     for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", []))
 ]
 REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+# With Sentinel: the password of the Redis servers it hands out (with REDIS_URL, put it in the
+# URL), and the sentinels' own (their `requirepass`). Empty: none.
+REDIS_PASSWORD = env_str("REDIS_PASSWORD")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
+# Connection options of the sentinels themselves, for every client that asks them.
+REDIS_SENTINEL_KWARGS: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5} | (
+    {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
+)
 
 # --- The scheduler's own settings (docs/protocol.md and the README name each one). ---
 SCHEDULER_REDIS_PREFIX = env_str("SCHEDULER_REDIS_PREFIX", "sched")
@@ -174,9 +182,12 @@ if REDIS_SENTINELS:
         "CLIENT_CLASS": "django_redis.client.SentinelClient",
         "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
         "SENTINELS": REDIS_SENTINELS,
-        "SOCKET_CONNECT_TIMEOUT": 2,  # also used for the sentinels themselves
+        "SENTINEL_KWARGS": REDIS_SENTINEL_KWARGS,
+        "SOCKET_CONNECT_TIMEOUT": 2,
         "SOCKET_TIMEOUT": 5,
     }
+    if REDIS_PASSWORD:
+        _cache_options["PASSWORD"] = REDIS_PASSWORD
 else:
     _cache_location = REDIS_URL
     _cache_options = {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 5}
@@ -195,10 +206,12 @@ if REDIS_SENTINELS:
     _layer_host: dict[str, object] = {
         "sentinels": REDIS_SENTINELS,
         "master_name": REDIS_SENTINEL_MASTER,
-        "sentinel_kwargs": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        "sentinel_kwargs": REDIS_SENTINEL_KWARGS,
         "socket_connect_timeout": 2,
         "socket_timeout": 30,
     }
+    if REDIS_PASSWORD:
+        _layer_host["password"] = REDIS_PASSWORD
 else:
     _layer_host = {"address": REDIS_URL, "socket_timeout": 30}
 CHANNEL_LAYERS = {

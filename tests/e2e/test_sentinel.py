@@ -22,9 +22,9 @@ import redis
 from redis.sentinel import Sentinel
 
 from schedulerproj.embedded_redis import EmbeddedRedis, server_binary
-from tests.clients import eventually
+from tests.clients import FakeBrowser, FakeNode, eventually
 from tests.servers import free_port
-from tests.traffic import Agent, Talker, job_counters, jobs_in_flight, used_slots
+from tests.traffic import Agent, Talker, job_counters, jobs_in_flight, status, used_slots
 
 pytestmark = pytest.mark.e2e
 
@@ -39,18 +39,22 @@ NODES, BROWSERS = 3, 3
 
 
 class SentinelSet:
-    """A primary, one replica and one sentinel (quorum 1) watching them."""
+    """A primary, one replica and one sentinel (quorum 1) watching them; with ``password``, the
+    Redis servers require it, and with ``sentinel_password`` the sentinel requires its own."""
 
-    def __init__(self, directory: Path) -> None:
-        self.primary = EmbeddedRedis(directory / "primary", append_only=False, port=free_port())
+    def __init__(self, directory: Path, password: str | None = None, sentinel_password: str | None = None) -> None:
+        self.password, self.sentinel_password = password, sentinel_password
+        self.primary = EmbeddedRedis(directory / "primary", append_only=False, port=free_port(), password=password)
         self.replica = EmbeddedRedis(
             directory / "replica", append_only=False, port=free_port(),
-            extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)),
+            extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)), password=password,
         )
         self.directory = directory / "sentinel"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.client = redis.Redis(port=self.port, decode_responses=True, socket_connect_timeout=1)
+        self.client = redis.Redis(
+            port=self.port, decode_responses=True, socket_connect_timeout=1, password=sentinel_password
+        )
 
     def start(self) -> SentinelSet:
         self.primary.start()
@@ -63,9 +67,11 @@ class SentinelSet:
             f"sentinel monitor {MASTER} 127.0.0.1 {self.primary.port} 1\n"
             f"sentinel down-after-milliseconds {MASTER} 1000\n"
             f"sentinel failover-timeout {MASTER} 5000\n"
+            + (f"sentinel auth-pass {MASTER} {self.password}\n" if self.password else "")
+            + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
         )
         self.process = subprocess.Popen([server_binary(), str(config), "--sentinel"], stdin=subprocess.DEVNULL)
-        replica = redis.Redis(port=self.replica.port, decode_responses=True)
+        replica = redis.Redis(port=self.replica.port, decode_responses=True, password=self.password)
         deadline = time.monotonic() + 20
         while True:  # the replica is in sync and the sentinel knows it
             try:
@@ -86,7 +92,9 @@ class SentinelSet:
 
     def master(self) -> redis.Redis:
         """A client of whichever server is the primary now."""
-        return Sentinel([("127.0.0.1", self.port)], socket_timeout=2).master_for(MASTER, socket_timeout=5)
+        return Sentinel(
+            [("127.0.0.1", self.port)], sentinel_kwargs={"socket_timeout": 2, "password": self.sentinel_password},
+        ).master_for(MASTER, socket_timeout=5, password=self.password)
 
     def log(self) -> str:
         path = self.directory / "sentinel.log"
@@ -164,3 +172,40 @@ async def test_primary_failover_under_load(sentinel_set, stack, node_token):  # 
         f"{sum(len(t.sessions[0].sent) for t in talkers)} utterances, each ended once: {dict(kinds)}; "
         f"{after} cut after the failover, all results; jobs ended on the new primary {job_counters(master)}"
     )
+
+
+@pytest.fixture
+def sentinel_set_with_passwords(tmp_path: Path) -> Iterator[SentinelSet]:
+    servers = SentinelSet(tmp_path, password="server-secret", sentinel_password="sentinel-secret")
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
+async def test_passwords_of_the_servers_and_of_the_sentinel(sentinel_set_with_passwords, stack, node_token):
+    """REDIS_PASSWORD reaches the servers Sentinel hands out and REDIS_SENTINEL_PASSWORD the
+    sentinel itself, for live state, the channel layer and the cache alike."""
+    servers = sentinel_set_with_passwords
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=servers.primary.port).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=servers.port).ping()
+    sentinel_env = {"REDIS_URL": "", "REDIS_SENTINELS": f"127.0.0.1:{servers.port}", "REDIS_SENTINEL_MASTER": MASTER}
+    server = stack(servers=2, REDIS_PASSWORD="server-secret", REDIS_SENTINEL_PASSWORD="sentinel-secret", **sentinel_env)
+    node = await FakeNode.connect(server.ws(0), node_token)
+    await node.register(langs=["zh", "en"])
+    browser = await FakeBrowser.connect(server.ws(1))  # frames cross processes on the channel layer
+    await browser.init("zh", "en")
+    await browser.utterance(0)
+    job = await node.expect("job_assign")
+    await node.send(node.result_for(job))
+    assert (await browser.ending())["type"] == "translation_result"
+    assert servers.master().hget(f"{server.env['SCHEDULER_REDIS_PREFIX']}:metrics", "jobs_result") == b"1"
+    assert await asyncio.to_thread(status, f"{server.http(0)}/readyz") == 200
+
+    # a wrong password: the process refuses to start (it publishes the pools first)
+    for wrong in ({"REDIS_PASSWORD": "wrong", "REDIS_SENTINEL_PASSWORD": "sentinel-secret"},
+                  {"REDIS_PASSWORD": "server-secret", "REDIS_SENTINEL_PASSWORD": "wrong"}):
+        with pytest.raises(RuntimeError, match="did not start"):
+            stack(servers=1, worker=False, **wrong, **sentinel_env)
