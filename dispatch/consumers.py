@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from dispatch import protocol, selectors, services
+from dispatch import history, protocol, selectors, services
 from dispatch.cutter import CutReason, Cutter
 from dispatch.protocol import (
     AudioChunk,
@@ -42,12 +42,6 @@ FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
 # The indexes a session has used are remembered to refuse repeats; this bounds that memory.
 MAX_UTTERANCES_PER_SESSION = 100_000
 STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5 s later
-
-
-def job_deadline_s() -> float:
-    """The longest a job can legally last (docs/architecture.md, jobs); past it, the session recovers."""
-    wait, timeout = settings.SCHEDULER_DISPATCH_WAIT_S, settings.SCHEDULER_JOB_TIMEOUT_S
-    return wait + settings.SCHEDULER_MAX_ATTEMPTS * (timeout + wait) + 5
 
 
 class RateLimiter:
@@ -223,7 +217,7 @@ class SessionConsumer(FrameConsumer):
         for handle in self.deadlines.values():
             handle.cancel()
         self.deadlines.clear()
-        spec, job_ids = self.spec, list(self.jobs)
+        spec = self.spec
         self.spec, self.source = None, None
         self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
         self.next_index = 0
@@ -233,7 +227,7 @@ class SessionConsumer(FrameConsumer):
         self.waiting.clear()
         if spec is not None:
             try:
-                await services.session_close(session_id=spec.session_id, job_ids=job_ids)
+                await services.session_close(session_id=spec.session_id)
             except redis.RedisError:
                 log.warning("session not closed in the store: unreachable", extra={"session_id": spec.session_id})
 
@@ -346,7 +340,7 @@ class SessionConsumer(FrameConsumer):
         async def dispatched(job: Dispatched) -> None:
             self.jobs[job.job_id] = cut
             self.deadlines[job.job_id] = asyncio.get_running_loop().call_later(
-                job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
+                history.job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
             )
             await self.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
 

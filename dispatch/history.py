@@ -17,11 +17,16 @@ from dispatch import keys, selectors, store
 KEEP_S = selectors.HISTORY_WINDOW_S + 60
 
 
+def job_deadline_s() -> float:
+    """The longest a job can legally last from its placement (docs/architecture.md, jobs); past
+    it, its session recovers its ending from the story."""
+    wait, timeout = settings.SCHEDULER_DISPATCH_WAIT_S, settings.SCHEDULER_JOB_TIMEOUT_S
+    return wait + settings.SCHEDULER_MAX_ATTEMPTS * (timeout + wait) + 5
+
+
 def job_index_keep_s() -> int:
     """How long a session's job ids (and a trace id's sessions) stay findable: the longest a
     job can last, then the history window its story is kept for."""
-    from dispatch.consumers import job_deadline_s
-
     return int(job_deadline_s()) + settings.SCHEDULER_JOB_HISTORY_S
 
 

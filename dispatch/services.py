@@ -437,11 +437,12 @@ async def session_open(*, trace_id: str, channel: str, session_id: str | None = 
             raise RuntimeError(f"session {session_id} belongs to another socket")
 
 
-async def session_close(*, session_id: str, job_ids: list[str]) -> None:
-    """The session is gone: its unfinished jobs are cancelled on their nodes."""
+async def session_close(*, session_id: str) -> None:
+    """The session is gone: its unfinished jobs are cancelled on their nodes, found in its job
+    index (so a job placed while the session was closing is found too)."""
     ending = _json({"kind": "cancelled", "reason": "session_closed"})
     reply = await store.run(
-        "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, ending, *job_ids
+        "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, ending, int(history.job_deadline_s() * 1000)
     )
     for i in range(0, len(reply), 4):
         job_id, channel, trace_id, drained = reply[i : i + 4]

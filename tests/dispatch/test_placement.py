@@ -1,6 +1,7 @@
-"""Pools bigger than one sample (``SAMPLE`` = 16 in ``_lib.lua``): the path a large fleet takes,
-where ``pick`` draws members with SRANDMEMBER instead of reading the whole set. In-process through
-``dispatch.services`` against the real Redis."""
+"""Placement in-process through ``dispatch.services`` against the real Redis: pools bigger than
+one sample (``SAMPLE`` = 16 in ``_lib.lua``), the path a large fleet takes, where ``pick`` draws
+members with SRANDMEMBER instead of reading the whole set; and a session closing while a job of
+its is being placed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dispatch import protocol, selectors, services
+from dispatch import keys, protocol, selectors, services, store
 from tests.clients import AUDIO_B64, register_frame
 
 NODES = 48  # three samples' worth
@@ -94,3 +95,17 @@ async def test_a_big_pool_fills_every_slot_once_and_no_more(published, settings)
     await finish(placed[0], 0)
     again = await submit(NODES + 1)
     assert again.node_id == placed[0].node_id
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_closing_a_session_cancels_a_job_its_socket_never_heard_of(published):
+    """A socket that closes while its job's placement script runs never learns the job's id:
+    the session's job index, written by the same script, still finds it."""
+    (node_id,) = await register(1, slots=2)
+    job = await submit(0)  # placed: a slot taken, the job known to Redis only
+    assert used([node_id]) == [1]
+    await services.session_close(session_id=SPEC.session_id)
+    assert used([node_id]) == [0]
+    story = await selectors.job_story(job.job_id)
+    assert story is not None and json.loads(story["ending"]) == {"kind": "cancelled", "reason": "session_closed"}
+    assert await store.async_client().exists(keys.job(job.job_id)) == 0
