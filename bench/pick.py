@@ -148,13 +148,13 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
                 raise RuntimeError("job_finish dropped the result")
     delta = RedisSnapshot.take(client).minus(before)
     # The floor of a script call: the same client, an empty script, the job's body as argument.
-    from bench.floor_asgi import FLOOR_SCRIPT
+    from bench.floor_asgi import FLOOR_SCRIPT, FLOOR_SHA
     from dispatch.store import async_client
 
-    empty = async_client().register_script(FLOOR_SCRIPT)
+    await async_client().script_load(FLOOR_SCRIPT)
     for _ in range(jobs):
         t0 = time.perf_counter()
-        await empty(keys=[], args=[loadgen.AUDIO_B64])
+        await async_client().evalsha(FLOOR_SHA, 0, loadgen.AUDIO_B64)
         fleet.empty_call.append(time.perf_counter() - t0)
     submits, finishes = timer.durations.get("job_submit", []), timer.durations.get("job_finish", [])
     if len(submits) != jobs or len(finishes) != jobs:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import hashlib
 import math
 import os
 import platform
@@ -254,14 +253,12 @@ def seq_figures(samples: list[Any], lost: int) -> dict[str, float]:
 
 
 def script_shas() -> dict[str, str]:
-    from bench.floor_asgi import FLOOR_SCRIPT
-    from dispatch.store import SCRIPTS_DIR, script_source
+    from bench.floor_asgi import FLOOR_SHA
+    from dispatch.store import SCRIPTS_DIR, script_sha
 
     return {
-        hashlib.sha1(script_source(path.stem).encode()).hexdigest(): path.stem
-        for path in SCRIPTS_DIR.glob("*.lua")
-        if not path.stem.startswith("_")
-    } | {hashlib.sha1(FLOOR_SCRIPT.encode()).hexdigest(): "job_floor_call"}
+        script_sha(path.stem): path.stem for path in SCRIPTS_DIR.glob("*.lua") if not path.stem.startswith("_")
+    } | {FLOOR_SHA: "job_floor_call"}
 
 
 @dataclass

@@ -8,6 +8,7 @@ with ``scripts/_lib.lua`` prepended, called by name through :func:`run` or :func
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from dispatch import keys
 
@@ -64,28 +66,29 @@ def sync_client() -> redis.Redis:
     return get_redis_connection("default")
 
 
-_async_scripts: weakref.WeakKeyDictionary[aredis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
+@cache
+def script_sha(name: str) -> str:
+    return hashlib.sha1(script_source(name).encode()).hexdigest()
 
 
 async def run(name: str, *args: Any) -> Reply:
-    """Call script ``name`` with ARGV = (prefix, *args): one round trip (EVALSHA)."""
+    """Call script ``name`` with ARGV = (prefix, *args): one round trip (EVALSHA). A server
+    that does not know the script yet (new, or restarted) is sent it once."""
     client = async_client()
-    scripts = _async_scripts.setdefault(client, {})
-    script = scripts.get(name)
-    if script is None:
-        script = scripts[name] = client.register_script(script_source(name))
-    return await script(keys=[], args=[keys.prefix(), *args])
-
-
-_sync_scripts: dict[tuple[int, str], Any] = {}
+    try:
+        return await client.evalsha(script_sha(name), 0, keys.prefix(), *args)
+    except NoScriptError:
+        await client.script_load(script_source(name))
+        return await client.evalsha(script_sha(name), 0, keys.prefix(), *args)
 
 
 def run_sync(name: str, *args: Any) -> Reply:
     client = sync_client()
-    script = _sync_scripts.get((id(client), name))
-    if script is None:
-        script = _sync_scripts[(id(client), name)] = client.register_script(script_source(name))
-    return decoded(script(keys=[], args=[keys.prefix(), *args]))
+    try:
+        return decoded(client.evalsha(script_sha(name), 0, keys.prefix(), *args))
+    except NoScriptError:
+        client.script_load(script_source(name))
+        return decoded(client.evalsha(script_sha(name), 0, keys.prefix(), *args))
 
 
 def decoded(reply: Any) -> Any:
