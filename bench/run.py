@@ -818,9 +818,9 @@ def render(report: Report) -> str:
             f"{cpu0:.3f} ms as shipped, against {nohop:.3f} ms for the bare relay through the same layer built "
             "like our consumers (no thread hop). "
             + " ".join(
-                f"{c.label[len('full path: '):]}: {cpu0 - c.figure('sat', 'server_cpu_ms'):.3f} ms less CPU per job "
-                f"({(cpu0 - c.figure('sat', 'server_cpu_ms')) / cpu0:.0%}), "
-                f"{ratio(c.figure('sat', 'rate'), full.figure('sat', 'rate'))} the jobs/s."
+                f"{c.label[len('full path: '):]}: {c.figure('sat', 'server_cpu_ms') - cpu0:+.3f} ms of server CPU per "
+                f"job against the shipped stack ({(c.figure('sat', 'server_cpu_ms') - cpu0) / cpu0:+.0%}), "
+                f"{ratio(c.figure('sat', 'rate'), full.figure('sat', 'rate'))} its jobs/s."
                 for c in fulls[1:]
             ))
         add("")
