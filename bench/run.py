@@ -88,7 +88,7 @@ class Params:
         quick = os.environ.get("BENCH_QUICK") == "1"
         return cls(
             pairs=env_int("BENCH_PAIRS", 50),
-            rounds=env_int("BENCH_ROUNDS", 1 if quick else 3),
+            rounds=env_int("BENCH_ROUNDS", 1 if quick else 5),
             sat_s=env_float("BENCH_SAT_S", 3 if quick else 5),
             sat_warmup_s=env_float("BENCH_SAT_WARMUP_S", 1),
             lat_s=env_float("BENCH_LAT_S", 3 if quick else 6),
@@ -865,7 +865,7 @@ def render(report: Report) -> str:
 
     add("## How to read and rerun")
     add("")
-    add("`make bench` (about 8–9 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
+    add("`make bench` (about 11 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
         "`BENCH_PAIRS`, `BENCH_SEQ_JOBS`, `BENCH_FLEET_NODES`, `BENCH_PICK_NODES`, `BENCH_PROFILE=auto|always|never`, "
         "`BENCH_VARIANTS='name:VAR=value,...;...'` (more full-path stacks with other settings, measured side by side), "
         "`BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See `bench/README.md`.")
