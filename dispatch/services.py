@@ -437,15 +437,23 @@ async def session_open(*, trace_id: str, channel: str, session_id: str | None = 
             raise RuntimeError(f"session {session_id} belongs to another socket")
 
 
+SESSION_CLOSED = _json({"kind": "cancelled", "reason": "session_closed"})
+
+
 async def session_close(*, session_id: str) -> None:
     """The session is gone: its unfinished jobs are cancelled on their nodes, found in its job
     index (so a job placed while the session was closing is found too)."""
-    ending = _json({"kind": "cancelled", "reason": "session_closed"})
     reply = await store.run(
-        "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, ending, int(history.job_deadline_s() * 1000)
+        "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, SESSION_CLOSED,
+        int(history.job_deadline_s() * 1000),
     )
-    for i in range(0, len(reply), 4):
-        job_id, channel, trace_id, drained = reply[i : i + 4]
+    await _jobs_cancelled(reply)
+
+
+async def _jobs_cancelled(flat: list[str]) -> None:
+    """Tell each node holding a job of a closed session that it is no longer wanted."""
+    for i in range(0, len(flat), 4):
+        job_id, channel, trace_id, drained = flat[i : i + 4]
         frame = protocol.job_cancel(job_id, "session_closed", trace_id or None)
         await _send(channel, {"type": "job.cancel", "text": _json(frame)})
         await _tell_drained(drained)
@@ -462,10 +470,15 @@ async def sessions_renew(session_ids: list[str]) -> None:
 
 
 async def sessions_expire() -> int:
-    """Forget sessions whose process died without closing them (the worker, every pass)."""
-    expired = await store.run("sessions_expired", 100)
+    """Close the sessions whose process died without closing them (the worker, every pass):
+    their unfinished jobs are cancelled on their nodes."""
+    expired, cancelled = await store.run(
+        "sessions_expired", 100, settings.SCHEDULER_JOB_HISTORY_S, SESSION_CLOSED,
+        int(history.job_deadline_s() * 1000),
+    )
     for session_id in expired:
         log.warning("session lease expired", extra={"session_id": session_id})
+    await _jobs_cancelled(cancelled)
     return len(expired)
 
 

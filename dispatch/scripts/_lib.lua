@@ -223,3 +223,30 @@ local function index_job(session_id, trace_id, job_id, now, keep_s)
   redis.call('SADD', tkey, session_id)
   redis.call('EXPIRE', tkey, keep_s)
 end
+
+-- A session ends: cancel its unfinished jobs (slots released, records deleted, stories closed
+-- with `ending`), appending job_id, node channel, trace_id and the channel of a draining node
+-- this left idle (or '') to `out` for each. The jobs are found in the session's job index, which
+-- job_submit.lua writes as it places a job, so a job placed while its session was closing (its
+-- consumer never heard of it) is cancelled too; entries older than `max_age_ms` cannot be running.
+local function close_session(session_id, history_s, ending, max_age_ms, now, out)
+  local recent = redis.call('ZRANGEBYSCORE', k('session', session_id, 'jobs'), now - max_age_ms, '+inf')
+  for _, job_id in ipairs(recent) do
+    local jkey = k('job', job_id)
+    local j = redis.call('HMGET', jkey, 'node', 'session', 'trace')
+    if j[1] and j[2] == session_id then
+      local drained = release(j[1], job_id)
+      redis.call('DEL', jkey)
+      end_story(job_id, ending, history_s, now)
+      redis.call('HINCRBY', k('metrics'), 'jobs_cancelled', 1)
+      local channel = ''
+      if j[1] ~= '' then channel = redis.call('HGET', k('node', j[1]), 'channel') or '' end
+      out[#out + 1] = job_id
+      out[#out + 1] = channel
+      out[#out + 1] = j[3] or ''
+      out[#out + 1] = drained
+    end
+  end
+  redis.call('DEL', k('session', session_id))
+  redis.call('ZREM', k('sessions'), session_id)
+end

@@ -158,26 +158,37 @@ def open_sessions() -> set[str]:
     return {store.decoded(s) for s in store.sync_client().zrange(keys.sessions(), 0, -1)}
 
 
-async def test_sessions_of_a_killed_process_stop_counting(stack):
+async def test_sessions_of_a_killed_process_are_closed_when_their_leases_run_out(stack, node_token):
     """A SIGKILLed process closes no session: their leases (3 heartbeat intervals, renewed by
-    the live process) run out and the worker forgets them; the other process's stay."""
+    the live process) run out, and the worker closes them as a socket would have: their jobs
+    are cancelled on their nodes. The other process's sessions stay."""
     server = stack(servers=2, **SETTINGS)
+    node = await FakeNode.connect(server.ws(0), node_token)
+    await node.register(langs=["zh", "en"], slots=2)
+    beats = asyncio.ensure_future(keep_alive(node))
     browsers = [await FakeBrowser.connect(server.ws(index)) for index in (0, 1)]
     for browser in browsers:
         await browser.init("zh", "en")
     kept, killed = (browser.session_id for browser in browsers)
     assert open_sessions() == {kept, killed}
+    await browsers[1].utterance(0)
+    job = await node.expect("job_assign")  # held, never answered
+    assert job["session_id"] == killed and used_slots(node.node_id) == [1]
     await asyncio.sleep(4.5)  # longer than a lease (3 s): both processes renew theirs
     assert open_sessions() == {kept, killed}
 
     await asyncio.to_thread(server.stop_server, 1, signal.SIGKILL)
     started = time.monotonic()
-    await eventually(lambda: open_sessions() == {kept}, timeout=10)
+    cancel = await node.expect("job_cancel", timeout=10)
     assert time.monotonic() - started <= 3 + 1 + 1  # the lease, a renewal interval, the worker's pass
+    assert (cancel["job_id"], cancel["reason"]) == (job["job_id"], "session_closed")
+    assert open_sessions() == {kept}
+    assert used_slots(node.node_id) == [0]
     assert store.sync_client().exists(keys.session(killed)) == 0
     await asyncio.sleep(4.5)
     assert open_sessions() == {kept}
     assert (await selectors.fleet_snapshot()).sessions == 1
+    beats.cancel()
 
 
 async def test_rolling_restart_of_both_processes_under_load(stack, node_token):
