@@ -106,6 +106,10 @@ class SessionConsumer(FrameConsumer):
     def held_session(self) -> str | None:
         return self.spec.session_id if self.spec is not None else None
 
+    async def session_gone(self) -> None:
+        log.warning("session closed by the store (lease ran out): reconnect", extra={"session_id": self.held_session()})
+        await self.close(code=CloseCode.RECONNECT)
+
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): end the session now (its unfinished jobs are
         cancelled, as for a closed socket) and tell the browser to reconnect elsewhere."""

@@ -462,11 +462,13 @@ async def _jobs_cancelled(flat: list[str]) -> None:
 SESSIONS_PER_CALL = 500  # bounds one sessions_alive.lua call
 
 
-async def sessions_renew(session_ids: list[str]) -> None:
-    """Renew the leases of this process's open sessions (``store_watch``, every heartbeat
-    interval)."""
+async def sessions_renew(session_ids: list[str]) -> list[str]:
+    """Renew the leases of this process's open sessions (every heartbeat interval); returns the
+    ids of those the store no longer has open."""
+    gone: list[str] = []
     for i in range(0, len(session_ids), SESSIONS_PER_CALL):
-        await store.run("sessions_alive", lease_ms(), *session_ids[i : i + SESSIONS_PER_CALL])
+        gone += await store.run("sessions_alive", lease_ms(), *session_ids[i : i + SESSIONS_PER_CALL])
+    return gone
 
 
 async def sessions_expire() -> int:

@@ -44,13 +44,18 @@ async def sockets_notify(event: str) -> None:
 
 async def sessions_keep_alive() -> None:
     """Runs in every server process: renews the leases of its open sessions every heartbeat
-    interval, so the sessions of a process that dies without closing them stop counting."""
+    interval, so the sessions of a process that dies without closing them stop counting. A
+    session the store closed meanwhile (its lease ran out while this process could not reach
+    Redis, and its jobs were cancelled) ends its socket: the browser opens a new one."""
     was_down = False
     while True:
         await asyncio.sleep(settings.SCHEDULER_HEARTBEAT_INTERVAL_S)
-        session_ids = [session_id for c in list(live_sockets) if (session_id := c.held_session())]
+        holders = {session_id: c for c in list(live_sockets) if (session_id := c.held_session())}
         try:
-            await services.sessions_renew(session_ids)
+            for session_id in await services.sessions_renew(list(holders)):
+                consumer = holders[session_id]
+                if consumer.held_session() == session_id:  # not since closed or opened anew
+                    await consumer.session_gone()
             was_down = False
         except (redis.ConnectionError, redis.TimeoutError):
             if not was_down:
@@ -81,6 +86,9 @@ class FrameConsumer(AsyncWebsocketConsumer):
     def held_session(self) -> str | None:
         """The browser session this socket holds open, if any (its lease is renewed)."""
         return None
+
+    async def session_gone(self) -> None:
+        """The store closed the session this socket holds (its lease ran out)."""
 
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): reconnect elsewhere."""
