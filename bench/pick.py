@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from bench import loadgen
-from bench.procs import RedisSnapshot, redis_client
+from bench.procs import RedisSnapshot, delete_matching, redis_client
 
 
 @dataclass
@@ -189,23 +189,11 @@ async def heartbeat_round(fleet: FleetFigures, count: int) -> None:
     fleet.heartbeat_commands += delta.total_calls
 
 
-def delete_prefix(prefix: str) -> None:
-    client = redis_client()
-    batch: list[str] = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.unlink(*batch)
-            batch.clear()
-    if batch:
-        client.unlink(*batch)
-
-
 async def measure(prefix: str, sizes: tuple[int, ...], *, rounds: int, jobs_per_round: int,
                   heartbeats: int, log: Any) -> list[FleetFigures]:
     fleets = [FleetFigures(nodes=n, prefix=f"{prefix}-pick{n}") for n in sizes]
     for fleet in fleets:
-        delete_prefix(fleet.prefix)
+        delete_matching(redis_client(), f"{fleet.prefix}:*")
         await register_fleet(fleet)
         log(f"  registered {fleet.nodes} nodes in {fleet.register_s:.1f} s")
     for fleet in fleets:  # warm: scripts loaded, connections open

@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,33 +81,30 @@ class Process:
         self.log.close()
 
 
-def wait_tcp(port: int, process: Process, timeout: float = 40) -> None:
+def wait_ready(ready: Callable[[], bool], process: Process, what: str, timeout: float = 40) -> None:
+    """Poll ``ready`` (an OSError counts as not yet) until it holds; fail with the log's tail
+    when the process dies or the time is up."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            if ready():
                 return
         except OSError:
             pass
         if not process.alive() or time.monotonic() > deadline:
             tail = process.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{process.name} did not start on port {port}:\n{tail}")
+            raise RuntimeError(f"{process.name} did not {what}:\n{tail}")
         time.sleep(0.1)
 
 
-def wait_http(url: str, process: Process, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if not process.alive() or time.monotonic() > deadline:
-            tail = process.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{process.name} did not answer {url}:\n{tail}")
-        time.sleep(0.1)
+def tcp_open(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    return True
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as response:
+        return bool(response.status == 200)
 
 
 @dataclass
@@ -124,7 +122,7 @@ class FloorServer:
             {**env, "BENCH_LAYER": layer, "BENCH_LAYER_PREFIX": layer_prefix,
              "DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
         )
-        wait_tcp(port, process)
+        wait_ready(lambda: tcp_open(port), process, f"start on port {port}")
         return cls(layer, port, process)
 
     @property
@@ -148,7 +146,8 @@ class FullStack:
             [sys.executable, "-m", "schedulerproj.server", "--host", "127.0.0.1", "--port", str(port)],
             env,
         )
-        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_ready(lambda: http_ok(url), server, f"answer {url}")
         worker = Process(f"{name}-worker", [sys.executable, str(BASE_DIR / "manage.py"), "scheduler_worker"], env)
         return cls(port, server, worker)
 
@@ -166,6 +165,18 @@ class FullStack:
 
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True, socket_timeout=30)
+
+
+def delete_matching(client: redis.Redis, pattern: str) -> None:
+    """Delete a run's keys (never FLUSHDB: the Redis may be shared), a thousand at a time."""
+    batch: list[str] = []
+    for key in client.scan_iter(match=pattern, count=2000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
 
 
 @dataclass

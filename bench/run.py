@@ -371,7 +371,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
         jobs_per_round=max(1, params.pick_jobs // params.pick_rounds), heartbeats=params.pick_heartbeats, log=log,
     )
     for fleet in report.pick:
-        pick.delete_prefix(fleet.prefix)
+        procs.delete_matching(client, f"{fleet.prefix}:*")
 
     log("[2/7] starting servers: three floor servers, the scheduler (+ worker)")
     floors: dict[str, procs.FloorServer] = {}
@@ -471,7 +471,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
             floor.process.stop()
         for stack in stacks.values():
             stack.stop()
-        delete_matching(client, f"{prefix}-*")
+        procs.delete_matching(client, f"{prefix}-*")
 
 
 def full_env(prefix: str, extra: dict[str, str]) -> dict[str, str]:
@@ -487,17 +487,6 @@ def full_env(prefix: str, extra: dict[str, str]) -> dict[str, str]:
 
 def bench_database_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'bench' / 'db.sqlite3'}"
-
-
-def delete_matching(client: Any, pattern: str) -> None:
-    batch: list[str] = []
-    for key in client.scan_iter(match=pattern, count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.unlink(*batch)
-            batch.clear()
-    if batch:
-        client.unlink(*batch)
 
 
 # --- Targets and the report ------------------------------------------------------------------

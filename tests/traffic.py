@@ -10,7 +10,8 @@ import random
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis
 import websockets
@@ -19,10 +20,27 @@ from dispatch import keys, store
 from tests.clients import FakeBrowser, FakeNode, eventually
 
 ENDING_TYPES = ("translation_result", "missing_result", "error")
+T = TypeVar("T")
 
 
 def is_ending(frame: dict[str, Any]) -> bool:
     return frame["type"] in ENDING_TYPES and "utterance_index" in frame
+
+
+async def reach(server: Any, start: int, open_on: Callable[[int], Awaitable[T | None]]) -> tuple[int, T]:
+    """Try ``open_on`` each process in turn from ``start`` (one may be restarting) until one
+    opens; returns that process's index and what it opened."""
+    count = len(server.ports)
+    while True:
+        for offset in range(count):
+            index = (start + offset) % count
+            try:
+                opened = await open_on(index)
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                continue
+            if opened is not None:
+                return index, opened
+        await asyncio.sleep(0.1)
 
 
 def status(url: str) -> int:
@@ -88,18 +106,14 @@ class Agent:
         self.task = asyncio.ensure_future(self.run())
 
     async def connect(self) -> FakeNode:
-        count = len(self.server.ports)
-        while True:
-            for offset in range(count):
-                index = (self.at + offset) % count
-                try:
-                    client = await FakeNode.connect(self.server.ws(index), self.token)
-                    await client.register(langs=["zh", "en"], node_id=self.node_id, slots=self.slots)
-                except (OSError, TimeoutError, websockets.WebSocketException):
-                    continue
-                self.node_id, self.at = client.node_id, index
-                return client
-            await asyncio.sleep(0.1)
+        async def register(index: int) -> FakeNode:
+            client = await FakeNode.connect(self.server.ws(index), self.token)
+            await client.register(langs=["zh", "en"], node_id=self.node_id, slots=self.slots)
+            return client
+
+        self.at, client = await reach(self.server, self.at, register)
+        self.node_id = client.node_id
+        return client
 
     async def run(self) -> None:
         while True:
@@ -147,19 +161,13 @@ class Talker:
         self.task = asyncio.ensure_future(self.run())
 
     async def open(self) -> Session:
-        count = len(self.server.ports)
-        while True:
-            for offset in range(count):
-                index = (self.at + offset) % count
-                try:
-                    browser = await FakeBrowser.connect(self.server.ws(index))
-                    ack = await browser.init("zh", "en")
-                except (OSError, TimeoutError, websockets.WebSocketException):
-                    continue
-                if ack["type"] == "session_init_ack":
-                    self.at = index
-                    return Session(browser, index)
-            await asyncio.sleep(0.1)
+        async def init(index: int) -> FakeBrowser | None:
+            browser = await FakeBrowser.connect(self.server.ws(index))
+            ack = await browser.init("zh", "en")
+            return browser if ack["type"] == "session_init_ack" else None
+
+        self.at, browser = await reach(self.server, self.at, init)
+        return Session(browser, self.at)
 
     async def receive(self, session: Session) -> None:
         try:

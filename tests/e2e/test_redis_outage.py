@@ -7,26 +7,17 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from schedulerproj.embedded_redis import EmbeddedRedis
 from tests.clients import FakeBrowser, FakeNode, eventually
+from tests.traffic import status
 
 pytestmark = pytest.mark.e2e
 
 SETTINGS = {"SCHEDULER_DISPATCH_WAIT_S": 3, "SCHEDULER_HEARTBEAT_INTERVAL_S": 5}
 OUTAGE_S = 2.5
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 @pytest.fixture
