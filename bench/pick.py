@@ -1,12 +1,12 @@
 """Pick-and-reserve at 10 and at 10,000 live nodes, in-process against real Redis.
 
-Nodes register through ``dispatch.services.node_register`` (the socket consumer's own call: pools
+Nodes register through ``dispatch.nodes.node_register`` (the socket consumer's own call: pools
 computed in Python, one ``node_register.lua`` call each), 14 languages each with automatic pools
-on, so each node sits in 273 pools. Then jobs go through ``services.job_submit`` (a 1 s utterance
-as the job body), each followed by ``services.job_finish`` so slots stay free, and the
+on, so each node sits in 273 pools. Then jobs go through ``job_submit`` (a 1 s utterance
+as the job body), each followed by ``job_finish`` so slots stay free, and the
 ``job_submit.lua`` call inside is timed from Python. The two fleets live under their own key
 prefixes and are measured in alternating rounds. Heartbeats go through
-``services.node_heartbeat`` with a real node's heartbeat (capability fields included).
+``node_heartbeat`` with a real node's heartbeat (capability fields included).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def use_prefix(prefix: str) -> None:
 
 
 async def register_fleet(fleet: FleetFigures, concurrency: int = 8) -> None:
-    from dispatch import protocol, services
+    from dispatch import config, nodes, protocol
 
     use_prefix(fleet.prefix)
-    await asyncio.to_thread(services.pools_publish)
+    await asyncio.to_thread(config.pools_publish)
     frame = protocol.decode_node_frame(loadgen.encode(loadgen.register_frame()))
     queue = iter(range(fleet.nodes))
     client = redis_client()
@@ -61,7 +61,7 @@ async def register_fleet(fleet: FleetFigures, concurrency: int = 8) -> None:
 
     async def one() -> None:
         for index in queue:
-            registered = await services.node_register(
+            registered = await nodes.node_register(
                 frame=frame, token="open", channel=f"bench.pick!{index}", current_id=None  # type: ignore[arg-type]
             )
             if registered.status != "ready":
@@ -106,9 +106,9 @@ class ScriptTimer:
 
 
 def _session() -> Any:
-    from dispatch import services
+    from dispatch import sessions
 
-    return services.SessionSpec(
+    return sessions.SessionSpec(
         session_id="s-bench0001", trace_id="bench-trace", channel="bench.session!1", need="zh>en",
         auto_pool="auto:zh-en", src_lang="zh", tgt_lang="en", dialect=None, features={}, mode="one_way",
         lang_a=None, lang_b=None, auto_langs=None, enable_streaming_asr=False,
@@ -116,19 +116,20 @@ def _session() -> Any:
 
 
 def _cut(index: int) -> Any:
-    from dispatch import services
+    from dispatch import jobs, outbox
 
-    return services.Cut(
+    return jobs.Cut(
         utterance_index=index, audio_b64=loadgen.AUDIO_B64, audio_format="opus", sample_rate=16000,
         pipeline={"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False},
-        turn_id="bench-turn", manual=True, timeout=False, max_duration=False, cut_ms=services.now_ms(),
+        turn_id="bench-turn", manual=True, timeout=False, max_duration=False, cut_ms=outbox.now_ms(),
     )
 
 
 async def pick_round(fleet: FleetFigures, jobs: int) -> None:
-    """``jobs`` × (``services.job_submit``, then ``services.job_finish`` of that job); the
+    """``jobs`` × (``job_submit``, then ``job_finish`` of that job); the
     ``job_submit.lua`` and ``job_finish.lua`` calls inside are timed one by one."""
-    from dispatch import protocol, services
+    from dispatch import protocol
+    from dispatch.jobs import job_finish, job_submit
 
     use_prefix(fleet.prefix)
     client = redis_client()
@@ -140,11 +141,11 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
     before = RedisSnapshot.take(client)
     with ScriptTimer() as timer:
         for index in range(jobs):
-            job = await services.job_submit(spec=spec, cut=_cut(index), on_dispatched=dispatched)
+            job = await job_submit(spec=spec, cut=_cut(index), on_dispatched=dispatched)
             assign = {"job_id": job.job_id, "attempt_id": 1, "session_id": spec.session_id,
                       "utterance_index": index, "trace_id": spec.trace_id}
             result = protocol.decode_node_frame(loadgen.result_frame(assign, job.node_id))
-            if not await services.job_finish(node_id=job.node_id, result=result):  # type: ignore[arg-type]
+            if not await job_finish(node_id=job.node_id, result=result):  # type: ignore[arg-type]
                 raise RuntimeError("job_finish dropped the result")
     delta = RedisSnapshot.take(client).minus(before)
     # The floor of a script call: the same client, an empty script, the job's body as argument.
@@ -167,7 +168,7 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
 
 
 async def heartbeat_round(fleet: FleetFigures, count: int) -> None:
-    from dispatch import protocol, services
+    from dispatch import nodes, protocol
 
     use_prefix(fleet.prefix)
     client = redis_client()
@@ -179,7 +180,7 @@ async def heartbeat_round(fleet: FleetFigures, count: int) -> None:
     cpu0 = time.process_time()
     for node_id in targets:
         t0 = time.perf_counter()
-        outcome = await services.node_heartbeat(node_id=node_id, channel=channels[node_id], frame=frames[node_id])  # type: ignore[arg-type]
+        outcome = await nodes.node_heartbeat(node_id=node_id, channel=channels[node_id], frame=frames[node_id])  # type: ignore[arg-type]
         fleet.heartbeat.append(time.perf_counter() - t0)
         if outcome != "ok":
             raise RuntimeError(f"heartbeat answered {outcome}")

@@ -6,7 +6,7 @@ class DispatchConfig(AppConfig):
     verbose_name = "Dispatch (live state)"
 
     def ready(self) -> None:
-        from dispatch.services import pools_publish
+        from dispatch.config import pools_publish
         from pools.signals import pools_changed
 
         def republish(**_kwargs: object) -> None:

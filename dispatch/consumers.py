@@ -1,134 +1,29 @@
-"""``/ws/session``: a browser's socket.
-
-The consumer owns what belongs to its one socket: the audio buffer, the utterance counter and
-the jobs it submitted. Everything shared goes through ``dispatch.services``.
-"""
+"""``/ws/session``: a browser's socket. It parses each frame and hands it to the socket's
+``BrowserSession`` (what a session holds and decides), and relays the session's jobs' news."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import collections
 import logging
-import time
 from typing import Any
 
-import redis
 from django.conf import settings
 
-from dispatch import history, protocol, selectors, services
-from dispatch.cutter import CutReason, Cutter
-from dispatch.protocol import (
-    AudioChunk,
-    ClientHeartbeat,
-    CloseCode,
-    ErrorCode,
-    Ignored,
-    ProtocolError,
-    SessionClose,
-    SessionInit,
-    Utterance,
-    decode_session_frame,
-)
-from dispatch.services import Cut, Dispatched, SessionSpec
+from dispatch.browser_session import BrowserSession
+from dispatch.protocol import CloseCode, ErrorCode, Ignored, decode_session_frame
+from dispatch.ratelimit import RateLimiter
 from dispatch.sockets import FrameConsumer
-from pools.rules import auto_pool_name, one_way_need, two_way_need
 
 log = logging.getLogger("dispatch.sessions")
-
-DEFAULT_PIPELINE = {"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False}
-FLOOD_SECONDS = 5  # consecutive seconds with dropped frames before close 1008
-# The indexes a session has used are remembered to refuse repeats; this bounds that memory.
-MAX_UTTERANCES_PER_SESSION = 100_000
-STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5 s later
-
-
-class RateLimiter:
-    """A token bucket of twice the per-second rate, and the run of seconds with drops."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = 2 * rate
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self.run_start = 0.0  # when the current run of seconds with drops began
-        self.last_drop_second = -2  # seconds since run_start of the latest drop
-        self.drop_run = 0
-        self.last_warning = -1.0
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        # Seconds are counted from the run's first drop, so 5 seconds of flood means 5 seconds.
-        second = int(now - self.run_start)
-        if second > self.last_drop_second + 1:  # a whole second without drops: a new run
-            self.run_start, second, self.drop_run = now, 0, 0
-        if second != self.last_drop_second or self.drop_run == 0:
-            self.drop_run += 1
-            self.last_drop_second = second
-        return False
-
-    def should_warn(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_warning >= 1:
-            self.last_warning = now
-            return True
-        return False
-
-    @property
-    def flooding(self) -> bool:
-        return self.drop_run >= FLOOD_SECONDS
 
 
 class SessionConsumer(FrameConsumer):
     async def connect(self) -> None:
         await self.accept()
-        self.spec: SessionSpec | None = None
-        self.source: str | None = None  # "audio_chunk" or "utterance", whichever came first
-        self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
-        self.next_index = 0
-        self.used_indexes: set[int] = set()
-        self.inflight: set[int] = set()  # utterance indexes submitted and not ended
-        self.jobs: dict[str, Cut] = {}  # job id → its utterance, once dispatched
-        self.deadlines: dict[str, asyncio.TimerHandle] = {}  # job id → lost-ending recovery
-        self.waiting: collections.deque[Cut] = collections.deque()
-        self.pause_timer: asyncio.TimerHandle | None = None
+        self.session = BrowserSession(self)
         self.limiter = RateLimiter(settings.SCHEDULER_RATE_LIMIT_PER_S)
 
     async def disconnect(self, code: int) -> None:
-        await self.end_session()
-
-    def held_session(self) -> str | None:
-        return self.spec.session_id if self.spec is not None else None
-
-    async def session_gone(self) -> None:
-        log.warning("session closed by the store (lease ran out): reconnect", extra={"session_id": self.held_session()})
-        await self.close(code=CloseCode.RECONNECT)
-
-    async def stopping(self) -> None:
-        """The process is stopping (SIGTERM): end the session now (its unfinished jobs are
-        cancelled, as for a closed socket) and tell the browser to reconnect elsewhere."""
-        await self.end_session()
-        await self.close(code=CloseCode.RECONNECT)
-
-    async def store_lost(self) -> None:
-        """Redis came back empty: the jobs this session is waiting for are gone with it."""
-        spec = self.spec
-        if spec is None:
-            return
-        for job_id in list(self.jobs):
-            await self.end_job_with_error(
-                spec,
-                job_id,
-                ErrorCode.INTERNAL_ERROR,
-                "The scheduler lost track of this utterance (its store was reset); please say it again.",
-            )
-        await services.session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=self.channel_name)
+        await self.session.end()
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         # every frame costs a token, binary ones too (they would get an error each otherwise)
@@ -144,322 +39,34 @@ class SessionConsumer(FrameConsumer):
         frame = decode_session_frame(text)
         if isinstance(frame, Ignored):
             await self.frame_ignored(frame.type)
-        elif isinstance(frame, SessionInit):
-            await self.session_init(frame)
         else:
-            spec = self.check_session(frame.session_id)
-            if isinstance(frame, AudioChunk):
-                await self.audio_chunk(spec, frame)
-            elif isinstance(frame, Utterance):
-                await self.utterance(spec, frame)
-            elif isinstance(frame, ClientHeartbeat):
-                await self.send_frame(protocol.server_heartbeat(spec.session_id, services.now_ms()))
-            elif isinstance(frame, SessionClose):
-                await self.end_session()
-                await self.send_frame(protocol.session_close_ack(spec.session_id))
+            await self.session.receive(frame)
 
-    def check_session(self, session_id: str) -> SessionSpec:
-        if self.spec is None:
-            raise ProtocolError("Start a session with session_init first.")
-        if session_id != self.spec.session_id:
-            raise ProtocolError(
-                f"This socket's session is {self.spec.session_id}, not {session_id}.", ErrorCode.INVALID_SESSION
-            )
-        return self.spec
+    # --- this process, and the store ---
 
-    # --- session_init / close ---
+    def held_session(self) -> str | None:
+        return self.session.session_id
 
-    async def session_init(self, frame: SessionInit) -> None:
-        if frame.src_lang == "auto":
-            if not frame.lang_a or not frame.lang_b:
-                raise ProtocolError('A two-way session (src_lang "auto") needs lang_a and lang_b.')
-            if frame.lang_a == frame.lang_b:
-                raise ProtocolError("lang_a and lang_b must be different languages.")
-            need, mode = two_way_need(frame.lang_a, frame.lang_b), "two_way_auto"
-        else:
-            if frame.src_lang == frame.tgt_lang:
-                raise ProtocolError("src_lang and tgt_lang must be different languages.")
-            need, mode = one_way_need(frame.src_lang, frame.tgt_lang), "one_way"
-        if not await selectors.need_covered(need):
-            raise ProtocolError(
-                f"No pool serves {need.replace('>', ' → ').replace('~', ' ↔ ')} right now.",
-                ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
-            )
-        if self.spec is not None:
-            old = self.spec.session_id
-            await self.end_session()
-            await self.send_frame(protocol.session_close_ack(old))
-        two_way = mode == "two_way_auto"
-        trace_id = frame.trace_id or services.new_trace_id()
-        session_id = await services.session_open(trace_id=trace_id, channel=self.channel_name)
-        self.spec = SessionSpec(
-            session_id=session_id,
-            trace_id=trace_id,
-            channel=self.channel_name,
-            need=need,
-            auto_pool=auto_pool_name(need),
-            src_lang=frame.src_lang,
-            tgt_lang=frame.tgt_lang,
-            dialect=frame.dialect,
-            features=frame.features or {},
-            mode=mode,
-            lang_a=frame.lang_a if two_way else None,
-            lang_b=frame.lang_b if two_way else None,
-            auto_langs=frame.auto_langs,
-            enable_streaming_asr=bool(frame.enable_streaming_asr),
-        )
-        log.info("session opened", extra={"session_id": self.spec.session_id, "trace_id": self.spec.trace_id})
-        await self.send_frame(protocol.session_init_ack(self.spec.session_id, self.spec.trace_id))
+    async def session_gone(self) -> None:
+        log.warning("session closed by the store (lease ran out): reconnect", extra={"session_id": self.held_session()})
+        await self.close(code=CloseCode.RECONNECT)
 
-    async def end_session(self) -> None:
-        """Forget the session: its buffer, its waiting utterances, its unfinished jobs."""
-        if self.pause_timer is not None:
-            self.pause_timer.cancel()
-            self.pause_timer = None
-        for task in self.tasks:
-            task.cancel()
-        for handle in self.deadlines.values():
-            handle.cancel()
-        self.deadlines.clear()
-        spec = self.spec
-        self.spec, self.source = None, None
-        self.cutter = Cutter(max_ms=settings.SCHEDULER_MAX_UTTERANCE_MS)
-        self.next_index = 0
-        self.used_indexes.clear()
-        self.inflight.clear()
-        self.jobs.clear()
-        self.waiting.clear()
-        if spec is not None:
-            try:
-                await services.session_close(session_id=spec.session_id)
-            except redis.RedisError:
-                log.warning("session not closed in the store: unreachable", extra={"session_id": spec.session_id})
+    async def stopping(self) -> None:
+        """The process is stopping (SIGTERM): end the session now (its unfinished jobs are
+        cancelled, as for a closed socket) and tell the browser to reconnect elsewhere."""
+        await self.session.end()
+        await self.close(code=CloseCode.RECONNECT)
 
-    # --- audio in ---
-
-    def use_source(self, source: str) -> None:
-        if self.source not in (None, source):
-            raise ProtocolError(f"This session sends {self.source} frames; it cannot mix in {source}.")
-        self.source = source
-
-    async def audio_chunk(self, spec: SessionSpec, frame: AudioChunk) -> None:
-        self.use_source("audio_chunk")
-        try:
-            payload = base64.b64decode(frame.payload or "", validate=True)
-            cut = self.cutter.add(payload, final=frame.is_final)
-        except (binascii.Error, ValueError) as error:
-            raise ProtocolError(f"The audio_chunk payload is not Opus in length-prefixed framing ({error}); dropped.") from None
-        self.restart_pause_timer()
-        if cut is not None:
-            await self.submit_cut(spec, cut.audio, cut.reason, cut.turn_id)
-
-    def restart_pause_timer(self) -> None:
-        if self.pause_timer is not None:
-            self.pause_timer.cancel()
-        self.pause_timer = asyncio.get_running_loop().call_later(
-            settings.SCHEDULER_PAUSE_MS / 1000, lambda: self.start_task(self.on_pause())
-        )
-
-    async def on_pause(self) -> None:
-        self.pause_timer = None
-        cut = self.cutter.cut(CutReason.PAUSE)
-        if cut is not None and self.spec is not None:
-            await self.submit_cut(self.spec, cut.audio, cut.reason, cut.turn_id)
-
-    async def submit_cut(self, spec: SessionSpec, audio: bytes, reason: CutReason, turn_id: str) -> None:
-        index = self.next_index
-        self.next_index += 1
-        await self.enqueue(
-            Cut(
-                utterance_index=index,
-                audio_b64=base64.b64encode(audio).decode(),
-                audio_format="opus",
-                sample_rate=16000,
-                pipeline=DEFAULT_PIPELINE,
-                turn_id=turn_id,
-                manual=reason is CutReason.MANUAL,
-                timeout=reason is CutReason.PAUSE,
-                max_duration=reason is CutReason.MAX_DURATION,
-                cut_ms=services.now_ms(),
-            )
-        )
-
-    async def utterance(self, spec: SessionSpec, frame: Utterance) -> None:
-        self.use_source("utterance")
-        if len(self.used_indexes) >= MAX_UTTERANCES_PER_SESSION:
-            raise ProtocolError(
-                f"A session takes at most {MAX_UTTERANCES_PER_SESSION} utterances; start a new session."
-            )
-        if frame.utterance_index < 0 or frame.utterance_index in self.used_indexes:
-            raise ProtocolError(f"utterance_index {frame.utterance_index} was already used (or is negative).")
-        try:
-            base64.b64decode(frame.audio, validate=True)
-        except binascii.Error:
-            raise ProtocolError("The utterance audio is not valid base64; dropped.") from None
-        self.used_indexes.add(frame.utterance_index)
-        pipeline = dict(DEFAULT_PIPELINE)
-        if frame.pipeline is not None:
-            pipeline |= {k: v for k, v in protocol.msgspec.structs.asdict(frame.pipeline).items() if v is not None}
-        await self.enqueue(
-            Cut(
-                utterance_index=frame.utterance_index,
-                audio_b64=frame.audio,
-                audio_format=frame.audio_format,
-                sample_rate=frame.sample_rate,
-                pipeline=pipeline,
-                turn_id=services.new_trace_id(),
-                manual=True,
-                timeout=False,
-                max_duration=False,
-                cut_ms=services.now_ms(),
-            )
-        )
-
-    # --- jobs ---
-
-    async def enqueue(self, cut: Cut) -> None:
-        """At most SCHEDULER_SESSION_MAX_INFLIGHT jobs; as many more wait in order; beyond that
-        the utterance is dropped with RATE_LIMITED."""
-        limit = settings.SCHEDULER_SESSION_MAX_INFLIGHT
-        if len(self.inflight) < limit:
-            self.place(cut)
-        elif len(self.waiting) < limit:
-            self.waiting.append(cut)
-        else:
-            await self.send_error(
-                ErrorCode.RATE_LIMITED,
-                "Too many utterances are waiting for translation; this one was dropped.",
-                utterance_index=cut.utterance_index,
-                trace_id=self.spec.trace_id if self.spec else None,
-            )
-
-    def place(self, cut: Cut) -> None:
-        self.inflight.add(cut.utterance_index)
-        self.start_task(self.dispatch_cut(self.spec, cut))
-
-    async def dispatch_cut(self, spec: SessionSpec | None, cut: Cut) -> None:
-        if spec is None:
-            return
-
-        async def dispatched(job: Dispatched) -> None:
-            self.jobs[job.job_id] = cut
-            self.deadlines[job.job_id] = asyncio.get_running_loop().call_later(
-                history.job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
-            )
-            await self.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
-
-        try:
-            await services.job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
-        except services.NoAvailableNode as error:
-            await self.send_frame(
-                self.event(spec, cut, error.job_id, "ERROR", status="error", error_code=ErrorCode.NO_AVAILABLE_NODE)
-            )
-            await self.send_frame(
-                protocol.error_frame(
-                    ErrorCode.NO_AVAILABLE_NODE,
-                    "No translation node is free for this language pair right now; please try again.",
-                    trace_id=spec.trace_id,
-                    utterance_index=cut.utterance_index,
-                    job_id=error.job_id,
-                )
-            )
-            self.job_done(cut.utterance_index)
-        except Exception as error:
-            unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
-            if unreachable:
-                log.warning("job not placed: store unreachable", extra={"session_id": spec.session_id})
-            else:
-                log.exception("job not placed: internal error", extra={"session_id": spec.session_id})
-            await self.send_frame(
-                protocol.error_frame(
-                    ErrorCode.INTERNAL_ERROR,
-                    "The scheduler's store is unreachable, so this utterance was not translated."
-                    if unreachable
-                    else "The scheduler hit an internal error, so this utterance was not translated.",
-                    trace_id=spec.trace_id,
-                    utterance_index=cut.utterance_index,
-                )
-            )
-            self.job_done(cut.utterance_index)
-
-    def event(self, spec: SessionSpec, cut: Cut, job_id: str, event: str, **extra: Any) -> dict[str, Any]:
-        return protocol.ui_event(
-            trace_id=spec.trace_id,
-            session_id=spec.session_id,
-            job_id=job_id,
-            utterance_index=cut.utterance_index,
-            event=event,
-            elapsed_ms=max(0, services.now_ms() - cut.cut_ms),
-            **extra,
-        )
-
-    def job_done(self, index: int) -> None:
-        self.inflight.discard(index)
-        while self.waiting and len(self.inflight) < settings.SCHEDULER_SESSION_MAX_INFLIGHT:
-            self.place(self.waiting.popleft())
-
-    # --- messages from dispatch services (channel layer) ---
-
-    def take_job(self, job_id: str) -> Cut | None:
-        """Forget a job as it ends (None if it already ended here)."""
-        handle = self.deadlines.pop(job_id, None)
-        if handle is not None:
-            handle.cancel()
-        return self.jobs.pop(job_id, None)
-
-    async def end_job_with_error(self, spec: SessionSpec, job_id: str, code: ErrorCode, message: str) -> None:
-        cut = self.take_job(job_id)
-        if cut is None:
-            return
-        await self.send_frame(self.event(spec, cut, job_id, "ERROR", status="error", error_code=code))
-        await self.send_frame(
-            protocol.error_frame(code, message, trace_id=spec.trace_id, utterance_index=cut.utterance_index, job_id=job_id)
-        )
-        self.job_done(cut.utterance_index)
-
-    async def job_ended(self, message: dict[str, Any]) -> None:
-        cut = self.take_job(message["job_id"])
-        if cut is None:
-            return  # a job of a session this socket has closed, or already recovered
-        for text in message["frames"]:
-            await self.send(text_data=text)
-        self.job_done(cut.utterance_index)
+    async def store_lost(self) -> None:
+        await self.session.store_lost()
 
     async def store_back(self) -> None:
-        """After an outage, endings published while our subscription was down are lost: once
-        the channel layer has subscribed again, take the endings of our jobs from their
-        stories (jobs still running are left alone)."""
-        self.start_task(self.sweep_endings())
+        self.session.store_back()
 
-    async def sweep_endings(self) -> None:
-        for delay in STORE_BACK_SWEEPS_S:
-            await asyncio.sleep(delay)
-            for job_id in list(self.jobs):
-                story = await selectors.job_story(job_id)
-                if story and story.get("ending") and job_id in self.jobs:
-                    await self.recover(job_id)
+    # --- messages from the dispatch services (channel layer) ---
 
-    async def recover(self, job_id: str) -> None:
-        """No ending reached us by the longest a job can last: it was lost on the channel
-        layer, or the job is stuck. Read it from the job's story, or end the job now."""
-        if job_id not in self.jobs or self.spec is None:
-            return
-        spec = self.spec
-        frames = await services.job_recover(job_id=job_id)
-        log.warning("job ending recovered", extra={"job_id": job_id, "session_id": spec.session_id})
-        if not frames:  # not even its story is left
-            code = ErrorCode.JOB_TIMEOUT
-            await self.end_job_with_error(spec, job_id, code, services.ERROR_SENTENCES[code])
-            return
-        cut = self.take_job(job_id)
-        if cut is None:
-            return  # the ending arrived while we looked
-        for frame in frames:
-            await self.send_frame(frame)
-        self.job_done(cut.utterance_index)
+    async def job_ended(self, message: dict[str, Any]) -> None:
+        await self.session.job_ended(message["job_id"], message["frames"])
 
     async def job_event(self, message: dict[str, Any]) -> None:
-        if message["job_id"] not in self.jobs:
-            return
-        for text in message["frames"]:
-            await self.send(text_data=text)
+        await self.session.job_event(message["job_id"], message["frames"])

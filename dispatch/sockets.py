@@ -17,52 +17,15 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from dispatch import protocol, services
+from dispatch import counters, protocol
 from dispatch.protocol import CloseCode, ErrorCode, ProtocolError
 
 log = logging.getLogger("dispatch.sockets")
 
 
 # This process's open sockets, so the process can act on all of them when it stops or when
-# Redis comes back empty. Not state any decision reads.
+# Redis comes back empty (schedulerproj.lifecycle). Not state any decision reads.
 live_sockets: weakref.WeakSet[FrameConsumer] = weakref.WeakSet()
-
-
-async def sockets_notify(event: str) -> None:
-    """Tell every open socket of this process: ``stopping`` (SIGTERM), ``store_lost`` or
-    ``store_back``. ``stopping`` goes round twice: ``stopping`` (node sockets leave their pools
-    and close, sessions end), then ``stopped`` (the jobs those nodes held move on, so they
-    never chase a node of this process that is about to leave as well)."""
-    consumers = list(live_sockets)
-    for name in (event, "stopped") if event == "stopping" else (event,):
-        for consumer in consumers:
-            try:
-                await getattr(consumer, name)()
-            except Exception:
-                log.exception("socket could not handle %s", name)
-
-
-async def sessions_keep_alive() -> None:
-    """Runs in every server process: renews the leases of its open sessions every heartbeat
-    interval, so the sessions of a process that dies without closing them stop counting. A
-    session the store closed meanwhile (its lease ran out while this process could not reach
-    Redis, and its jobs were cancelled) ends its socket: the browser opens a new one."""
-    was_down = False
-    while True:
-        await asyncio.sleep(settings.SCHEDULER_HEARTBEAT_INTERVAL_S)
-        holders = {session_id: c for c in list(live_sockets) if (session_id := c.held_session())}
-        try:
-            for session_id in await services.sessions_renew(list(holders)):
-                consumer = holders[session_id]
-                if consumer.held_session() == session_id:  # not since closed or opened anew
-                    await consumer.session_gone()
-            was_down = False
-        except (redis.ConnectionError, redis.TimeoutError):
-            if not was_down:
-                log.warning("store unreachable: session leases not renewed")
-            was_down = True
-        except Exception:
-            log.exception("session leases not renewed")
 
 
 class FrameConsumer(AsyncWebsocketConsumer):
@@ -145,12 +108,15 @@ class FrameConsumer(AsyncWebsocketConsumer):
         except Disconnected:
             log.debug("frame dropped: the socket is closing")
 
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame).decode())
 
     async def send_error(self, code: ErrorCode, message: str, **fields: Any) -> None:
-        await services.frame_rejected(code=code)
+        await counters.frame_rejected(code=code)
         await self.send_frame(protocol.error_frame(code, message, **fields))
 
     async def frame_ignored(self, frame_type: str) -> None:
-        await services.frame_ignored(frame_type=frame_type)
+        await counters.frame_ignored(frame_type=frame_type)

@@ -12,7 +12,10 @@ import time
 
 import redis
 
-from dispatch import history, services, store
+from dispatch import history, store
+from dispatch.jobs import jobs_handle_due
+from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
+from dispatch.sessions import sessions_expire
 
 log = logging.getLogger("dispatch.worker")
 
@@ -27,14 +30,14 @@ async def worker_tick() -> None:
     process died, move timed-out jobs on, and sample the fleet's load for the dashboard when
     its time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
-    await services.nodes_expire_leases()
-    await services.sessions_expire()
+    await nodes_expire_leases()
+    await sessions_expire()
     second = int(time.monotonic())
     if second % REVOKE_CHECK_EVERY_S == 0:
-        await services.tokens_enforce_revoked()
+        await tokens_enforce_revoked()
     if second % PRUNE_EVERY_S == 0:
         await store.run("nodes_prune")
-    while await services.jobs_handle_due() == 100:
+    while await jobs_handle_due() == 100:
         pass
     await history.fleet_sample()
 

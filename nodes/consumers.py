@@ -8,7 +8,15 @@ from typing import Any
 
 import redis
 
-from dispatch import services
+from dispatch.jobs import job_finish, job_partial, job_progress
+from dispatch.nodes import (
+    NodeTaken,
+    node_drain,
+    node_heartbeat,
+    node_jobs_move_on,
+    node_offline,
+    node_register,
+)
 from dispatch.protocol import (
     CloseCode,
     ErrorCode,
@@ -53,7 +61,7 @@ class NodeConsumer(FrameConsumer):
         self.held: list[str] = []
         if self.node_id is not None:
             try:
-                self.held = await services.node_offline(
+                self.held = await node_offline(
                     node_id=self.node_id, channel=self.channel_name, move_jobs=False
                 )
             except redis.RedisError:
@@ -63,7 +71,7 @@ class NodeConsumer(FrameConsumer):
     async def stopped(self) -> None:
         """Every node of this process has left its pools: the jobs this one held move on."""
         if self.node_id is not None and getattr(self, "held", None):
-            await services.node_jobs_move_on(node_id=self.node_id, job_ids=self.held)
+            await node_jobs_move_on(node_id=self.node_id, job_ids=self.held)
 
     async def store_lost(self) -> None:
         """Register again: the node's live record is gone with the store."""
@@ -72,7 +80,7 @@ class NodeConsumer(FrameConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.node_id is not None:
-            await services.node_offline(node_id=self.node_id, channel=self.channel_name)
+            await node_offline(node_id=self.node_id, channel=self.channel_name)
 
     async def receive_frame(self, text: str) -> None:
         if not self.token_id:
@@ -94,30 +102,30 @@ class NodeConsumer(FrameConsumer):
             )
             return
         if isinstance(frame, NodeHeartbeat):
-            outcome = await services.node_heartbeat(node_id=self.node_id, channel=self.channel_name, frame=frame)
+            outcome = await node_heartbeat(node_id=self.node_id, channel=self.channel_name, frame=frame)
             if outcome in HEARTBEAT_CLOSE:
                 await self.close(code=HEARTBEAT_CLOSE[outcome])
         elif isinstance(frame, JobResult):
             self.start_task(self.finish(self.node_id, frame))
         elif isinstance(frame, JobAck | JobStarted):
             state = "accepted" if isinstance(frame, JobAck) else "started"
-            if not await services.job_progress(node_id=self.node_id, job_id=frame.job_id, state=state):
+            if not await job_progress(node_id=self.node_id, job_id=frame.job_id, state=state):
                 await self.frame_ignored(_type(frame))
         elif isinstance(frame, NodeAsrPartial):
-            if not await services.job_partial(
+            if not await job_partial(
                 node_id=self.node_id, job_id=frame.job_id, text=frame.text, is_final=frame.is_final
             ):
                 await self.frame_ignored("asr_partial")
         elif isinstance(frame, NodeError):
             log.warning("node reported an error: %s", frame.message, extra={"node_id": self.node_id, "code": frame.code})
         elif isinstance(frame, NodeControl):
-            await services.node_drain(node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason)
+            await node_drain(node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason)
 
     async def finish(self, node_id: str, result: JobResult) -> None:
         """A result is precious: while the store is unreachable, keep trying for a while."""
         for _ in range(RESULT_RETRIES):
             try:
-                if not await services.job_finish(node_id=node_id, result=result):
+                if not await job_finish(node_id=node_id, result=result):
                     await self.frame_ignored("job_result")
                 return
             except (redis.ConnectionError, redis.TimeoutError):
@@ -126,10 +134,10 @@ class NodeConsumer(FrameConsumer):
 
     async def register(self, frame: NodeRegister) -> None:
         try:
-            registered = await services.node_register(
+            registered = await node_register(
                 frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id
             )
-        except services.NodeTaken:
+        except NodeTaken:
             await self.close(code=CloseCode.TAKEN_OVER)
             return
         self.node_id = registered.node_id

@@ -2,7 +2,7 @@
 socket ``/ws/dashboard``, which pushes a snapshot each second and takes drain/resume clicks.
 
 Everything shown is read from Redis by ``dispatch.selectors``; drains go through
-``dispatch.services.node_drain``. Staff only: others get close 4403; only the site's own
+``dispatch.node_drain``. Staff only: others get close 4403; only the site's own
 origin may open the socket.
 """
 
@@ -20,7 +20,8 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from dispatch import selectors, services
+from dispatch import selectors
+from dispatch.nodes import UnknownNode, node_drain
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
 from pools.rules import NodeCaps, served_pairs
@@ -372,10 +373,10 @@ class DashboardConsumer(FrameConsumer):
             }
         elif kind in ("drain", "resume") and isinstance(frame.get("node_id"), str):
             try:
-                status = await services.node_drain(
+                status = await node_drain(
                     node_id=frame["node_id"], drain=kind == "drain", reason=f"by {self.staff} on the dashboard"
                 )
-            except services.UnknownNode:
+            except UnknownNode:
                 await self.notice(f"No node {frame['node_id']} is known.", "error")
                 return
             except redis.RedisError:

@@ -53,7 +53,7 @@ def token_authenticate(plaintext: str | None) -> NodeToken | None:
 
 def token_revoke(*, token: NodeToken) -> int:
     """Revoke a token and close its live nodes (4401); returns how many were connected."""
-    from dispatch.services import node_token_revoked
+    from dispatch.nodes import node_token_revoked
 
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     from django.conf import settings
     from twisted.internet import reactor
 
-    from dispatch.services import pools_ensure_published, store_watch
-    from dispatch.sockets import live_sockets, sessions_keep_alive, sockets_notify
+    from dispatch.config import pools_ensure_published
+    from dispatch.sockets import live_sockets
     from schedulerproj.asgi import application
+    from schedulerproj.lifecycle import sessions_keep_alive, sockets_notify, store_watch
 
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
         def serverClose(self, code: int | None = None) -> None:

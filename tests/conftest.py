@@ -62,7 +62,7 @@ def live_prefix(settings: Any) -> Iterator[str]:
 @pytest.fixture
 def published(live_prefix: str, db: None) -> str:
     """Live state with the database's (empty) pool configuration published."""
-    from dispatch.services import pools_publish
+    from dispatch.config import pools_publish
 
     pools_publish()
     return live_prefix

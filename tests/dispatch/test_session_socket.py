@@ -289,7 +289,7 @@ async def test_bad_language_choice_is_invalid_message(connect, src, tgt, fields)
 @pytest.fixture
 def zh_en_pool_only(published, settings):
     """Automatic pools off; one admin pool, zh → en."""
-    from dispatch.services import pools_publish
+    from dispatch.config import pools_publish
     from pools.config import import_pools
 
     settings.SCHEDULER_AUTO_PAIR_POOLS = False
@@ -311,7 +311,7 @@ async def test_unsupported_pair_when_automatic_pools_are_off(zh_en_pool_only, co
 @pytest.fixture
 def no_pools(published, settings):
     """Automatic pools off and no admin pool."""
-    from dispatch.services import pools_publish
+    from dispatch.config import pools_publish
 
     settings.SCHEDULER_AUTO_PAIR_POOLS = False
     pools_publish()

@@ -195,14 +195,14 @@ async def test_a_session_the_store_closed_ends_its_socket(stack):
     """A live process that could not renew a session's lease in time (Redis out of its reach
     for 3 heartbeat intervals) finds the session closed at its next renewal: its socket ends
     with 1012 and the browser opens a new one."""
-    from dispatch import history, services
+    from dispatch import history, sessions
 
     server = stack(servers=1, **SETTINGS)
     browser = await FakeBrowser.connect(server.ws(0))
     await browser.init("zh", "en")
     store.sync_client().zadd(keys.sessions(), {browser.session_id: 0})  # its lease ran out long ago
     expired, _ = store.run_sync(  # what the worker does on its next pass
-        "sessions_expired", 100, 900, services.SESSION_CLOSED, int(history.job_deadline_s() * 1000)
+        "sessions_expired", 100, 900, sessions.SESSION_CLOSED, int(history.job_deadline_s() * 1000)
     )
     assert expired == [browser.session_id]
     assert await browser.closed(timeout=5) == 1012  # at the next renewal (every 1 s here)

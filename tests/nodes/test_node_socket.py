@@ -14,8 +14,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from dispatch import keys, store
+from dispatch.config import pools_publish
 from dispatch.selectors import node_record, pool_members
-from dispatch.services import pools_publish
 from nodes.models import NodeToken
 from nodes.tokens import token_create, token_revoke
 from pools.config import import_pools

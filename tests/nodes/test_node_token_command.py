@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from dispatch.nodes import node_register
 from dispatch.protocol import decode_node_frame
-from dispatch.services import node_register
 from nodes.models import NodeToken
 from nodes.tokens import token_authenticate
 from tests.clients import register_frame

@@ -20,8 +20,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dispatch import keys, selectors, store
+from dispatch.nodes import node_register
 from dispatch.protocol import decode_node_frame
-from dispatch.services import node_register
 from pools.models import LanguageRule, Pool
 from tests.clients import register_frame
 from tests.servers import BASE_DIR, database_url

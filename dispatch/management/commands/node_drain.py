@@ -3,7 +3,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dispatch.services import UnknownNode, node_drain
+from dispatch.nodes import UnknownNode, node_drain
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from dispatch.services import pools_ensure_published
+from dispatch.config import pools_ensure_published
 from dispatch.worker import worker_run
 
 
