@@ -374,11 +374,11 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
         procs.delete_matching(client, f"{fleet.prefix}:*")
 
     log("[2/7] starting servers: three floor servers, the scheduler (+ worker)")
-    floors: dict[str, procs.FloorServer] = {}
+    floors: dict[str, procs.Server] = {}
     stacks: dict[str, procs.FullStack] = {}
     try:
         for layer in LAYERS:
-            floors[layer] = procs.FloorServer.start(layer, CHILD_ENV, f"{prefix}-floor-{layer}")
+            floors[layer] = procs.floor_server(layer, CHILD_ENV, f"{prefix}-floor-{layer}")
         stacks["full"] = procs.FullStack.start(full_env(f"{prefix}-full", {}), "scheduler")
         for name, extra in params.variants:
             stacks[f"full:{name}"] = procs.FullStack.start(full_env(f"{prefix}-{name}", extra), f"scheduler-{name}")
@@ -395,7 +395,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
                    [floors["pubsub"].process], True),
             *(
                 Config(key, "full path (shipped)" if key == "full" else f"full path: {key[5:]}", loadgen.FullPair,
-                       stack.ws, [stack.server, stack.worker], False)
+                       stack.ws, stack.processes, False)
                 for key, stack in stacks.items()
             ),
         ]
@@ -465,7 +465,7 @@ async def measure(params: Params, prefix: str, report: Report) -> None:
         report.fleet_floor = await fleet_phase(
             floors["memory"].ws, floors["memory"].process, params, full=False, client=client
         )
-        report.fleet_full = await fleet_phase(stacks["full"].ws, stacks["full"].server, params, full=True, client=client)
+        report.fleet_full = await fleet_phase(stacks["full"].ws, stacks["full"].server.process, params, full=True, client=client)
     finally:
         for floor in floors.values():
             floor.process.stop()
