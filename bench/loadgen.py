@@ -13,81 +13,34 @@ Every kind carries the same utterance (1 s of audio, 50 Opus packets) and the sa
 round trips compare. ``closed_loop`` measures saturation (each browser sends its next utterance
 when the last one is answered); ``open_loop`` measures latency at a fixed offered load (round
 trips start on a fixed schedule, round-robin over the pairs; latency counts from the scheduled
-start, so a late sender is not hidden).
+start, so a late sender is not hidden). A browser socket the server closes is counted (its
+round trip failed) and its pair sends no more.
+
+Fleets of idle nodes are in ``bench/fleet.py``; what the fake browsers and nodes send is in
+``bench/frames.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import math
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-AUDIO = (Path(__file__).parent / "job_audio.bin").read_bytes()  # 50 Opus packets, 1 s
-AUDIO_B64 = base64.b64encode(AUDIO).decode()
-LANGS14 = ["zh", "en", "ja", "ko", "fr", "de", "es", "it", "pt", "ru", "ar", "hi", "th", "vi"]
-SERVICES = [
-    {"service_id": "faster-whisper-vad", "type": "asr", "device": "gpu", "status": "running", "version": "1.0"},
-    {"service_id": "nmt-m2m100", "type": "nmt", "device": "gpu", "status": "running", "version": "1.0"},
-    {"service_id": "piper-tts", "type": "tts", "device": "gpu", "status": "running", "version": "1.0"},
-]
-CAPABILITY_BY_TYPE = [{"type": t, "ready": True, "devices": ["gpu"]} for t in ("asr", "nmt", "tts")]
-LANGUAGE_CAPABILITIES = {
-    "asr_languages": LANGS14, "tts_languages": LANGS14, "semantic_languages": LANGS14, "semantic_core_ready": True,
-}
+from bench.frames import decode, encode, heartbeat_frame, register_frame, result_frame, utterance_frame
+
 REQUEST_TIMEOUT_S = 30.0
 HEARTBEAT_INTERVAL_S = float(os.environ.get("SCHEDULER_HEARTBEAT_INTERVAL_S") or 15)
-
-encode = msgspec.json.encode
-decode = msgspec.json.decode
-
-
-def utterance_frame(session_id: str, index: int) -> str:
-    return encode(
-        {"type": "utterance", "session_id": session_id, "utterance_index": index, "manual_cut": True,
-         "src_lang": "zh", "tgt_lang": "en", "audio": AUDIO_B64, "audio_format": "opus", "sample_rate": 16000}
-    ).decode()
-
-
-def result_frame(job: dict[str, Any], node_id: str) -> str:
-    """What a node sends back, as a real node does (no synthesised audio)."""
-    index = job["utterance_index"]
-    return encode(
-        {"type": "job_result", "job_id": job.get("job_id", f"job-{index:x}"), "attempt_id": job.get("attempt_id", 1),
-         "node_id": node_id, "session_id": job["session_id"], "utterance_index": index, "success": True,
-         "text_asr": f"asr text of utterance {index}", "text_translated": f"translated text of utterance {index}",
-         "tts_audio": "", "tts_format": "opus", "extra": {"service_timings": {"asr_ms": 1, "nmt_ms": 1}},
-         "processing_time_ms": 5, "trace_id": job.get("trace_id", "")}
-    ).decode()
-
-
-def register_frame() -> dict[str, Any]:
-    return {
-        "type": "node_register", "node_id": None, "version": "2.0.0", "capability_schema_version": "2.0",
-        "platform": "linux", "hardware": {"cpu_cores": 2, "memory_gb": 24}, "installed_models": [],
-        "installed_services": SERVICES, "capability_by_type": CAPABILITY_BY_TYPE, "features_supported": {},
-        "accept_public_jobs": True, "language_capabilities": LANGUAGE_CAPABILITIES,
-    }
-
-
-def heartbeat_frame(node_id: str) -> str:
-    """A real node's heartbeat: load plus its capability fields (they compare equal: no change)."""
-    return encode(
-        {"type": "node_heartbeat", "node_id": node_id, "timestamp": int(time.time() * 1000),
-         "resource_usage": {"cpu_percent": 29.7, "gpu_percent": 0, "mem_percent": 8.9, "running_jobs": 0},
-         "installed_services": SERVICES, "capability_by_type": CAPABILITY_BY_TYPE,
-         "language_capabilities": LANGUAGE_CAPABILITIES}
-    ).decode()
+# A socket the other end closed: the library says so, or the kernel does when the library has not
+# read the close yet (nobody reads an idle node's socket).
+CLOSED = (websockets.ConnectionClosed, OSError)
 
 
 async def ws_connect(url: str) -> ClientConnection:
@@ -133,6 +86,7 @@ class Pair:
         self.recorder = Recorder()
         self.readers: list[asyncio.Task[None]] = []
         self.sockets: list[ClientConnection] = []
+        self.closed = False  # the server closed the browser's socket: it sends no more
 
     def complete(self, index: int, ok: bool) -> None:
         entry = self.pending.pop(index, None)
@@ -156,7 +110,11 @@ class Pair:
         index = next(self.counter)
         future = asyncio.get_running_loop().create_future() if wait else None
         self.pending[index] = (time.perf_counter() if started is None else started, future)
-        await self.browser.send(utterance_frame(self.session_id, index))
+        try:
+            await self.browser.send(utterance_frame(self.session_id, index))
+        except CLOSED:
+            self.closed = True
+            self.complete(index, False)  # counted as failed
         return future
 
     def read(self, ws: ClientConnection, handle: Callable[[str], Awaitable[None] | None]) -> None:
@@ -229,7 +187,7 @@ class FullPair(Pair):
             raise RuntimeError(f"session not opened: {ack}")
         self.session_id = ack["session_id"]
         self.sockets = [self.browser, node]
-        self.readers.append(asyncio.ensure_future(self.heartbeats(node, node_id)))
+        self.readers.append(asyncio.ensure_future(heartbeats(node, node_id)))
 
         def answer(text: str) -> Awaitable[None] | None:
             frame = decode(text)
@@ -251,15 +209,18 @@ class FullPair(Pair):
         self.read(self.browser, ended)
         return self
 
-    async def heartbeats(self, node: ClientConnection, node_id: str) -> None:
-        """As a real node: right after the ack, then every heartbeat interval (else its lease
-        expires and the worker takes it offline)."""
-        try:
-            while True:
-                await node.send(heartbeat_frame(node_id))
-                await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-        except websockets.ConnectionClosed:
-            pass
+
+async def heartbeats(node: ClientConnection, node_id: str, sent: Callable[[], None] = lambda: None) -> None:
+    """As a real node: right after the ack, then every heartbeat interval (else its lease expires
+    and the worker takes it offline). Returns when the socket is closed; ``sent`` is called after
+    each heartbeat."""
+    try:
+        while True:
+            await node.send(heartbeat_frame(node_id))
+            sent()
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+    except CLOSED:
+        return
 
 
 async def open_pairs(kind: type[Pair], base: str, count: int) -> list[Pair]:
@@ -337,7 +298,7 @@ async def closed_loop(pairs: list[Pair], *, warmup: float, seconds: float, probe
 
     async def drive(pair: Pair) -> None:
         nonlocal lost
-        while running:
+        while running and not pair.closed:
             future = await pair.request(wait=True)
             try:
                 await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
@@ -401,67 +362,10 @@ async def counted(pairs: list[Pair], *, total: int) -> float:
 
     async def drive(pair: Pair) -> None:
         nonlocal done
-        while done < total:
+        while done < total and not pair.closed:
             future = await pair.request(wait=True)
             await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
             done += 1
 
     await asyncio.gather(*(drive(pair) for pair in pairs))
     return float(sum(len(pair.recorder.samples) for pair in pairs))
-
-
-# --- Fleets of idle nodes --------------------------------------------------------------------
-
-
-@dataclass
-class Fleet:
-    sockets: list[ClientConnection]
-    node_ids: list[str]
-    seconds: float  # to connect and register all of them
-
-
-async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) -> Fleet:
-    """``count`` nodes connect and register (``full``), or connect to ``/echo`` and have the
-    same register frame echoed (the floor), ``concurrency`` at a time."""
-    sockets: list[ClientConnection] = []
-    node_ids: list[str] = []
-    frame = encode(register_frame()).decode()
-    queue = iter(range(count))
-
-    async def one() -> None:
-        for _ in queue:
-            ws = await ws_connect(f"{base}/ws/node" if full else f"{base}/echo")
-            await ws.send(frame)
-            reply = decode(await ws.recv())
-            if full:
-                if reply.get("type") != "node_register_ack":
-                    raise RuntimeError(f"node not registered: {reply}")
-                node_ids.append(reply["node_id"])
-            else:
-                node_ids.append(f"node-{len(node_ids):08x}")
-            sockets.append(ws)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(concurrency)))
-    return Fleet(sockets, node_ids, time.perf_counter() - started)
-
-
-async def fleet_heartbeats(fleet: Fleet, *, rate: float) -> int:
-    """Every node sends one heartbeat, paced at ``rate`` per second overall."""
-    origin = time.perf_counter()
-    for k, (ws, node_id) in enumerate(zip(fleet.sockets, fleet.node_ids, strict=True)):
-        delay = origin + k / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await ws.send(heartbeat_frame(node_id))
-    return len(fleet.sockets)
-
-
-async def fleet_close(fleet: Fleet) -> None:
-    sem = asyncio.Semaphore(100)
-
-    async def close(ws: ClientConnection) -> None:
-        async with sem:
-            await ws.close()
-
-    await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)

@@ -108,55 +108,62 @@ def http_ok(url: str) -> bool:
 
 
 @dataclass
-class FloorServer:
-    layer: str
+class Server:
+    """A daphne process on a free port of 127.0.0.1, started and waited for: a floor server or
+    ``schedulerproj.server`` (both take ``--host`` and ``--port``)."""
+
     port: int
     process: Process
 
     @classmethod
-    def start(cls, layer: str, env: dict[str, str], layer_prefix: str) -> FloorServer:
+    def start(cls, name: str, module: str, env: dict[str, str], health: str = "") -> Server:
+        """Ready when ``health`` (a path) answers 200, or without one when the port accepts."""
         port = free_port()
-        process = Process(
-            f"floor-{layer}",
-            [sys.executable, "-m", "bench.floor_server", "--port", str(port)],
-            {**env, "BENCH_LAYER": layer, "BENCH_LAYER_PREFIX": layer_prefix,
-             "DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
-        )
-        wait_ready(lambda: tcp_open(port), process, f"start on port {port}")
-        return cls(layer, port, process)
+        process = Process(name, [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)], env)
+        url = f"http://127.0.0.1:{port}{health}"
+        if health:
+            wait_ready(lambda: http_ok(url), process, f"answer {url}")
+        else:
+            wait_ready(lambda: tcp_open(port), process, f"start on port {port}")
+        return cls(port, process)
 
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+def floor_server(layer: str, env: dict[str, str], layer_prefix: str) -> Server:
+    """``bench.floor_server`` with the channel layer ``layer`` under its own key prefix."""
+    return Server.start(
+        f"floor-{layer}", "bench.floor_server",
+        {**env, "BENCH_LAYER": layer, "BENCH_LAYER_PREFIX": layer_prefix, "DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
+    )
 
 
 @dataclass
 class FullStack:
     """``python -m schedulerproj.server`` and ``manage.py scheduler_worker``, as shipped."""
 
-    port: int
-    server: Process
+    server: Server
     worker: Process
 
     @classmethod
     def start(cls, env: dict[str, str], name: str = "scheduler") -> FullStack:
-        port = free_port()
-        server = Process(
-            f"{name}-server",
-            [sys.executable, "-m", "schedulerproj.server", "--host", "127.0.0.1", "--port", str(port)],
-            env,
-        )
-        url = f"http://127.0.0.1:{port}/healthz"
-        wait_ready(lambda: http_ok(url), server, f"answer {url}")
+        server = Server.start(f"{name}-server", "schedulerproj.server", env, health="/healthz")
         worker = Process(f"{name}-worker", [sys.executable, str(BASE_DIR / "manage.py"), "scheduler_worker"], env)
-        return cls(port, server, worker)
+        return cls(server, worker)
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return self.server.ws
+
+    @property
+    def processes(self) -> list[Process]:
+        """Server first, as the probes expect."""
+        return [self.server.process, self.worker]
 
     def stop(self) -> None:
-        self.server.stop()
+        self.server.process.stop()
         self.worker.stop()
 
 

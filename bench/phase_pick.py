@@ -19,7 +19,10 @@ from typing import Any
 
 from django.conf import settings
 
-from bench import loadgen
+from bench import frames
+from bench.loadgen import percentile
+from bench.markdown import fmt, ratio
+from bench.phases import Bench, Phase, Report, log
 from bench.procs import RedisSnapshot, delete_matching, redis_client
 
 
@@ -53,7 +56,7 @@ async def register_fleet(fleet: FleetFigures, concurrency: int = 8) -> None:
 
     use_prefix(fleet.prefix)
     await asyncio.to_thread(config.pools_publish)
-    frame = protocol.decode_node_frame(loadgen.encode(loadgen.register_frame()))
+    frame = protocol.decode_node_frame(frames.encode(frames.register_frame()))
     queue = iter(range(fleet.nodes))
     client = redis_client()
     before = RedisSnapshot.take(client)
@@ -119,7 +122,7 @@ def _cut(index: int) -> Any:
     from dispatch import jobs, outbox
 
     return jobs.Cut(
-        utterance_index=index, audio_b64=loadgen.AUDIO_B64, audio_format="opus", sample_rate=16000,
+        utterance_index=index, audio_b64=frames.AUDIO_B64, audio_format="opus", sample_rate=16000,
         pipeline={"use_asr": True, "use_nmt": True, "use_tts": True, "use_semantic": False, "use_tone": False},
         turn_id="bench-turn", manual=True, timeout=False, max_duration=False, cut_ms=outbox.now_ms(),
     )
@@ -144,7 +147,7 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
             job = await job_submit(spec=spec, cut=_cut(index), on_dispatched=dispatched)
             assign = {"job_id": job.job_id, "attempt_id": 1, "session_id": spec.session_id,
                       "utterance_index": index, "trace_id": spec.trace_id}
-            result = protocol.decode_node_frame(loadgen.result_frame(assign, job.node_id))
+            result = protocol.decode_node_frame(frames.result_frame(assign, job.node_id))
             if not await job_finish(node_id=job.node_id, result=result):  # type: ignore[arg-type]
                 raise RuntimeError("job_finish dropped the result")
     delta = RedisSnapshot.take(client).minus(before)
@@ -155,7 +158,7 @@ async def pick_round(fleet: FleetFigures, jobs: int) -> None:
     await async_client().script_load(FLOOR_SCRIPT)
     for _ in range(jobs):
         t0 = time.perf_counter()
-        await async_client().evalsha(FLOOR_SHA, 0, loadgen.AUDIO_B64)
+        await async_client().evalsha(FLOOR_SHA, 0, frames.AUDIO_B64)
         fleet.empty_call.append(time.perf_counter() - t0)
     submits, finishes = timer.durations.get("job_submit", []), timer.durations.get("job_finish", [])
     if len(submits) != jobs or len(finishes) != jobs:
@@ -173,14 +176,14 @@ async def heartbeat_round(fleet: FleetFigures, count: int) -> None:
     use_prefix(fleet.prefix)
     client = redis_client()
     chosen = random.sample(fleet.node_ids, min(len(fleet.node_ids), count))
-    frames = {node_id: protocol.decode_node_frame(loadgen.heartbeat_frame(node_id)) for node_id in chosen}
+    parsed = {node_id: protocol.decode_node_frame(frames.heartbeat_frame(node_id)) for node_id in chosen}
     channels = {node_id: client.hget(f"{fleet.prefix}:node:{node_id}", "channel") or "" for node_id in chosen}
     targets = [random.choice(chosen) for _ in range(count)]
     before = RedisSnapshot.take(client)
     cpu0 = time.process_time()
     for node_id in targets:
         t0 = time.perf_counter()
-        outcome = await nodes.node_heartbeat(node_id=node_id, channel=channels[node_id], frame=frames[node_id])  # type: ignore[arg-type]
+        outcome = await nodes.node_heartbeat(node_id=node_id, channel=channels[node_id], frame=parsed[node_id])  # type: ignore[arg-type]
         fleet.heartbeat.append(time.perf_counter() - t0)
         if outcome != "ok":
             raise RuntimeError(f"heartbeat answered {outcome}")
@@ -190,8 +193,8 @@ async def heartbeat_round(fleet: FleetFigures, count: int) -> None:
     fleet.heartbeat_commands += delta.total_calls
 
 
-async def measure(prefix: str, sizes: tuple[int, ...], *, rounds: int, jobs_per_round: int,
-                  heartbeats: int, log: Any) -> list[FleetFigures]:
+async def measure_fleets(prefix: str, sizes: tuple[int, ...], *, rounds: int, jobs_per_round: int,
+                         heartbeats: int) -> list[FleetFigures]:
     fleets = [FleetFigures(nodes=n, prefix=f"{prefix}-pick{n}") for n in sizes]
     for fleet in fleets:
         delete_matching(redis_client(), f"{fleet.prefix}:*")
@@ -220,3 +223,70 @@ async def measure(prefix: str, sizes: tuple[int, ...], *, rounds: int, jobs_per_
         fleet.heartbeat_redis_usec /= per
         fleet.heartbeat_commands /= per
     return fleets
+
+
+# --- The phase -------------------------------------------------------------------------------
+
+
+def fleets(report: Report) -> list[FleetFigures]:
+    """The small fleet, then the large one."""
+    result: list[FleetFigures] = report.results[PHASE.name]
+    return result
+
+
+async def measure(bench: Bench) -> None:
+    params = bench.params
+    measured = await measure_fleets(
+        bench.prefix, (10, params.pick_nodes), rounds=params.pick_rounds,
+        jobs_per_round=max(1, params.pick_jobs // params.pick_rounds), heartbeats=params.pick_heartbeats,
+    )
+    for fleet in measured:
+        delete_matching(bench.client, f"{fleet.prefix}:*")
+    bench.report.results[PHASE.name] = measured
+
+
+def section(report: Report) -> list[str]:
+    small, large = fleets(report)[0], fleets(report)[-1]
+    lines = [
+        f"## Pick-and-reserve at {small.nodes} and {large.nodes:,} live nodes",
+        "",
+        "In-process against the same Redis: nodes registered through `nodes.node_register` with 14 languages "
+        "and automatic pools on (273 pools per node); jobs through `jobs.job_submit` (a 1 s utterance as body), "
+        "each followed by `jobs.job_finish` so slots stay free; the script calls inside timed from Python; the "
+        "two fleets measured in alternating rounds.",
+        "",
+        f"| | {small.nodes} nodes | {large.nodes:,} nodes | ratio |",
+        "|---|---|---|---|",
+    ]
+
+    def row(label: str, a: float, b: float, digits: int = 3) -> None:
+        lines.append(f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {ratio(b, a)} |")
+
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        row(f"job_submit.lua {name} (ms)", percentile(small.submit, q) * 1e3, percentile(large.submit, q) * 1e3)
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        row(f"job_finish.lua {name} (ms)", percentile(small.finish, q) * 1e3, percentile(large.finish, q) * 1e3)
+    row("Redis time per job, both scripts (µs, commandstats)", small.pick_redis_usec, large.pick_redis_usec, 0)
+    row("script calls per job (EVALSHA)", small.pick_script_calls, large.pick_script_calls, 2)
+    row("Redis commands per job, all (incl. script internals and the two sends)", small.pick_commands,
+        large.pick_commands, 1)
+    row("node_heartbeat.lua p50 (ms)", percentile(small.heartbeat, 0.5) * 1e3, percentile(large.heartbeat, 0.5) * 1e3)
+    row("CPU per heartbeat, Python side (ms)", small.heartbeat_cpu_s * 1e3, large.heartbeat_cpu_s * 1e3)
+    row("CPU per heartbeat, Redis side (µs, commandstats)", small.heartbeat_redis_usec, large.heartbeat_redis_usec, 0)
+    row("Redis commands per heartbeat, all", small.heartbeat_commands, large.heartbeat_commands, 1)
+    row("time to register all nodes in-process, 8 at a time (s)", small.register_s, large.register_s, 2)
+    row("per node (ms)", small.register_s / small.nodes * 1e3, large.register_s / large.nodes * 1e3)
+    row("Redis memory per registered node (KiB)", small.redis_memory / small.nodes / 1024,
+        large.redis_memory / large.nodes / 1024, 1)
+    lines += [f"\nSamples: {len(large.submit):,} jobs and {len(large.heartbeat):,} heartbeats per fleet.", ""]
+    return lines
+
+
+PHASE = Phase(
+    name="pick",
+    title=lambda bench: f"pick-and-reserve at 10 and {bench.params.pick_nodes} nodes (in-process, real Redis)",
+    needs="redis",  # before any server runs, so nothing else uses the cores
+    measure=measure,
+    section=section,
+    place=30,
+)

@@ -1,0 +1,109 @@
+"""A fleet of idle nodes, each on its own socket, in the load generator's process.
+
+Each node heartbeats from its registration on, as a real node does (right after the ack, then
+every interval), so no lease runs out while the rest of the fleet connects. A socket the server
+closes is counted (``Fleet.closed``), not fatal, and its node sends no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection
+
+from bench.frames import decode, encode, heartbeat_frame, register_frame
+from bench.loadgen import CLOSED, heartbeats, ws_connect
+
+
+@dataclass
+class Fleet:
+    """Idle nodes on their sockets, each heartbeating as a real node does from its registration
+    on. A socket the server closes is counted (``closed``) and its node sends no more."""
+
+    sockets: list[ClientConnection] = field(default_factory=list)
+    node_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # to connect and register all of them
+    sent: int = 0  # heartbeats sent, by the nodes' own loops and by bursts
+    gone: set[str] = field(default_factory=set)  # registered nodes whose socket the server closed
+    refused: int = 0  # sockets the server closed before their node was registered
+    beating: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def closed(self) -> int:
+        return len(self.gone) + self.refused
+
+    def count_sent(self) -> None:
+        self.sent += 1
+
+    async def beat(self, ws: ClientConnection, node_id: str) -> None:
+        await heartbeats(ws, node_id, self.count_sent)
+        self.gone.add(node_id)
+
+
+async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) -> Fleet:
+    """``count`` nodes connect and register (``full``), or connect to ``/echo`` and have the
+    same register frame echoed (the floor), ``concurrency`` at a time; each heartbeats from its
+    ack on."""
+    fleet = Fleet()
+    frame = encode(register_frame()).decode()
+    queue = iter(range(count))
+
+    async def one() -> None:
+        for index in queue:
+            ws = await ws_connect(f"{base}/ws/node" if full else f"{base}/echo")
+            try:
+                await ws.send(frame)
+                reply = decode(await ws.recv())
+            except CLOSED:
+                fleet.refused += 1
+                continue
+            if full:
+                if reply.get("type") != "node_register_ack":
+                    raise RuntimeError(f"node not registered: {reply}")
+                node_id = reply["node_id"]
+            else:
+                node_id = f"node-{index:08x}"
+            fleet.sockets.append(ws)
+            fleet.node_ids.append(node_id)
+            fleet.beating.append(asyncio.ensure_future(fleet.beat(ws, node_id)))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    fleet.seconds = time.perf_counter() - started
+    return fleet
+
+
+async def fleet_heartbeats(fleet: Fleet, *, rate: float) -> int:
+    """Every node still connected sends one more heartbeat, paced at ``rate`` per second overall.
+    Returns how many were sent."""
+    origin = time.perf_counter()
+    sent = 0
+    for k, (ws, node_id) in enumerate(zip(fleet.sockets, fleet.node_ids, strict=True)):
+        delay = origin + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if node_id in fleet.gone:
+            continue
+        try:
+            await ws.send(heartbeat_frame(node_id))
+        except CLOSED:
+            fleet.gone.add(node_id)
+            continue
+        fleet.count_sent()
+        sent += 1
+    return sent
+
+
+async def fleet_close(fleet: Fleet) -> None:
+    for task in fleet.beating:  # first, so our own closing is not counted as the server's
+        task.cancel()
+    await asyncio.gather(*fleet.beating, return_exceptions=True)
+    sem = asyncio.Semaphore(100)
+
+    async def close(ws: ClientConnection) -> None:
+        async with sem:
+            await ws.close()
+
+    await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)
