@@ -1,8 +1,10 @@
 """A fleet of idle nodes, each on its own socket, in the load generator's process.
 
-Each node heartbeats from its registration on, as a real node does (right after the ack, then
-every interval), so no lease runs out while the rest of the fleet connects. A socket the server
-closes is counted (``Fleet.closed``), not fatal, and its node sends no more.
+On the full path they are ``fleetsim``'s simulated nodes (``SimNode``): each registers with 14
+languages and heartbeats from its registration on, as a real node does (right after the ack, then
+every interval), so no lease runs out while the rest of the fleet connects. On the floor (the
+daphne echo) each sends the same register frame, has it echoed, and heartbeats the same way. A
+socket the server closes is counted (``Fleet.closed``), not fatal, and its node sends no more.
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.frames import decode, encode, heartbeat_frame, register_frame
-from bench.loadgen import CLOSED, heartbeats, ws_connect
+from fleetsim.frames import encode, heartbeat_frame, register_frame
+from fleetsim.node import NodeObserver, NodeRefused, SimNode, heartbeats
+from fleetsim.wire import CLOSED, ws_connect
 
 
-@dataclass
-class Fleet:
+@dataclass(eq=False)
+class Fleet(NodeObserver):
     """Idle nodes on their sockets, each heartbeating as a real node does from its registration
     on. A socket the server closes is counted (``closed``) and its node sends no more."""
 
     sockets: list[ClientConnection] = field(default_factory=list)
     node_ids: list[str] = field(default_factory=list)
+    nodes: list[SimNode] = field(default_factory=list)  # the full path's
     seconds: float = 0.0  # to connect and register all of them
     sent: int = 0  # heartbeats sent, by the nodes' own loops and by bursts
     gone: set[str] = field(default_factory=set)  # registered nodes whose socket the server closed
     refused: int = 0  # sockets the server closed before their node was registered
-    beating: list[asyncio.Task[None]] = field(default_factory=list)
+    beating: list[asyncio.Future[None]] = field(default_factory=list)  # the floor's heartbeats
 
     @property
     def closed(self) -> int:
@@ -37,8 +41,14 @@ class Fleet:
     def count_sent(self) -> None:
         self.sent += 1
 
+    def heartbeat_sent(self, node: SimNode) -> None:
+        self.sent += 1
+
+    def heartbeat_failed(self, node: SimNode) -> None:
+        self.gone.add(node.node_id or "")
+
     async def beat(self, ws: ClientConnection, node_id: str) -> None:
-        await heartbeats(ws, node_id, self.count_sent)
+        await heartbeats(ws, node_id, sent=self.count_sent)
         self.gone.add(node_id)
 
 
@@ -52,19 +62,26 @@ async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) 
 
     async def one() -> None:
         for index in queue:
-            ws = await ws_connect(f"{base}/ws/node" if full else f"{base}/echo")
+            if full:
+                node = SimNode(base, observer=fleet)
+                try:
+                    await node.connect()
+                except NodeRefused:
+                    fleet.refused += 1
+                    continue
+                assert node.ws is not None and node.node_id is not None
+                fleet.nodes.append(node)
+                fleet.sockets.append(node.ws)
+                fleet.node_ids.append(node.node_id)
+                continue
+            ws = await ws_connect(f"{base}/echo")
             try:
                 await ws.send(frame)
-                reply = decode(await ws.recv())
+                await ws.recv()
             except CLOSED:
                 fleet.refused += 1
                 continue
-            if full:
-                if reply.get("type") != "node_register_ack":
-                    raise RuntimeError(f"node not registered: {reply}")
-                node_id = reply["node_id"]
-            else:
-                node_id = f"node-{index:08x}"
+            node_id = f"node-{index:08x}"
             fleet.sockets.append(ws)
             fleet.node_ids.append(node_id)
             fleet.beating.append(asyncio.ensure_future(fleet.beat(ws, node_id)))
@@ -106,4 +123,11 @@ async def fleet_close(fleet: Fleet) -> None:
         async with sem:
             await ws.close()
 
-    await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)
+    async def leave(node: SimNode) -> None:
+        async with sem:
+            await node.close()
+
+    if fleet.nodes:
+        await asyncio.gather(*(leave(node) for node in fleet.nodes), return_exceptions=True)
+    else:
+        await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)

@@ -5,7 +5,8 @@ A *pair* is one browser and one node. Three kinds speak to three kinds of server
 - ``EchoPair`` (one socket to ``/echo``): the frame comes straight back.
 - ``RelayPair`` (``/relay/browser`` and ``/relay/node`` of the floor server): the node answers
   each frame it is relayed with a ``job_result``-sized frame, which is relayed back.
-- ``FullPair`` (``/ws/session`` and ``/ws/node`` of the scheduler): a session (zh → en) sends
+- ``FullPair`` (``/ws/session`` and ``/ws/node`` of the scheduler): the simulated clients of
+  ``fleetsim``, the same as ``manage.py fleet_simulate``'s: a session (zh → en) sends
   ``utterance`` frames; its node, registered with 14 languages, answers each ``job_assign`` at
   once; a round trip ends at the browser's ``translation_result``.
 
@@ -16,8 +17,8 @@ trips start on a fixed schedule, round-robin over the pairs; latency counts from
 start, so a late sender is not hidden). A browser socket the server closes is counted (its
 round trip failed) and its pair sends no more.
 
-Fleets of idle nodes are in ``bench/fleet.py``; what the fake browsers and nodes send is in
-``bench/frames.py``.
+Fleets of idle nodes are in ``bench/fleet.py``; what the browsers and nodes send is in
+``fleetsim/frames.py``.
 """
 
 from __future__ import annotations
@@ -25,26 +26,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from bench.frames import decode, encode, heartbeat_frame, register_frame, result_frame, utterance_frame
+from fleetsim.browser import BrowserObserver, LanguagePair, SimBrowser
+from fleetsim.frames import decode, result_frame, utterance_frame
+from fleetsim.node import NodeObserver, SimNode
+from fleetsim.stats import percentile
+from fleetsim.wire import CLOSED, ws_connect
 
 REQUEST_TIMEOUT_S = 30.0
-HEARTBEAT_INTERVAL_S = float(os.environ.get("SCHEDULER_HEARTBEAT_INTERVAL_S") or 15)
-# A socket the other end closed: the library says so, or the kernel does when the library has not
-# read the close yet (nobody reads an idle node's socket).
-CLOSED = (websockets.ConnectionClosed, OSError)
-
-
-async def ws_connect(url: str) -> ClientConnection:
-    return await connect(url, max_size=None, compression=None, ping_interval=None, open_timeout=60, close_timeout=5)
 
 
 # --- Round trips -----------------------------------------------------------------------------
@@ -111,11 +107,14 @@ class Pair:
         future = asyncio.get_running_loop().create_future() if wait else None
         self.pending[index] = (time.perf_counter() if started is None else started, future)
         try:
-            await self.browser.send(utterance_frame(self.session_id, index))
+            await self.send(index)
         except CLOSED:
             self.closed = True
             self.complete(index, False)  # counted as failed
         return future
+
+    async def send(self, index: int) -> None:
+        await self.browser.send(utterance_frame(self.session_id, index))
 
     def read(self, ws: ClientConnection, handle: Callable[[str], Awaitable[None] | None]) -> None:
         async def loop() -> None:
@@ -171,56 +170,53 @@ class CallingRelayPair(RelayPair):
 
 
 class FullPair(Pair):
+    """The scheduler's own clients (``fleetsim``): a node registered with 14 languages that
+    answers each job at once, and a browser whose session says ``utterance`` frames."""
+
+    sim_node: SimNode
+    sim_browser: SimBrowser
+
     async def open(self, base: str) -> FullPair:
-        node = await ws_connect(f"{base}/ws/node")
-        await node.send(encode(register_frame()).decode())
-        ack = decode(await node.recv())
-        if ack.get("type") != "node_register_ack" or ack.get("status") != "ready":
+        node = SimNode(base, observer=NODE_MARKER)
+        ack = await node.connect()
+        if ack.get("status") != "ready":
             raise RuntimeError(f"node not registered ready: {ack}")
-        node_id = ack["node_id"]
-        self.browser = await ws_connect(f"{base}/ws/session")
-        await self.browser.send(encode(
-            {"type": "session_init", "client_version": "bench", "platform": "web", "src_lang": "zh", "tgt_lang": "en"}
-        ).decode())
-        ack = decode(await self.browser.recv())
-        if ack.get("type") != "session_init_ack":
-            raise RuntimeError(f"session not opened: {ack}")
-        self.session_id = ack["session_id"]
-        self.sockets = [self.browser, node]
-        self.readers.append(asyncio.ensure_future(heartbeats(node, node_id)))
-
-        def answer(text: str) -> Awaitable[None] | None:
-            frame = decode(text)
-            if frame.get("type") == "job_assign":
-                return self.answer(node, frame, result_frame(frame, node_id))
-            return None
-
-        def ended(text: str) -> None:
-            if '"type":"ui_event"' in text:
-                return
-            frame = decode(text)
-            kind = frame.get("type")
-            if kind == "translation_result":
-                self.complete(frame["utterance_index"], True)
-            elif kind in ("error", "missing_result") and "utterance_index" in frame:
-                self.complete(frame["utterance_index"], False)
-
-        self.read(node, answer)
-        self.read(self.browser, ended)
+        browser = SimBrowser(base, LanguagePair("zh", "en"), observer=Completer(self))
+        await browser.connect()
+        self.sim_node, self.sim_browser = node, browser
+        self.session_id = browser.session_id
+        self.readers.append(asyncio.ensure_future(node.serve()))
         return self
 
+    async def send(self, index: int) -> None:
+        await self.sim_browser.utterance(index)
 
-async def heartbeats(node: ClientConnection, node_id: str, sent: Callable[[], None] = lambda: None) -> None:
-    """As a real node: right after the ack, then every heartbeat interval (else its lease expires
-    and the worker takes it offline). Returns when the socket is closed; ``sent`` is called after
-    each heartbeat."""
-    try:
-        while True:
-            await node.send(heartbeat_frame(node_id))
-            sent()
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-    except CLOSED:
-        return
+    async def close(self) -> None:
+        await self.sim_browser.close()
+        await self.sim_node.close()
+        for reader in self.readers:
+            reader.cancel()
+
+
+class StageMarks(NodeObserver):
+    """Each job's stage marks, as its node saw them (the scheduler may give a browser's job to
+    any pair's node)."""
+
+    def answered(self, node: SimNode, job: dict[str, Any], ok: bool, assigned_at: float) -> None:
+        NODE_MARKS[(job["session_id"], job["utterance_index"])] = (assigned_at, time.perf_counter())
+
+
+NODE_MARKER = StageMarks()
+
+
+class Completer(BrowserObserver):
+    """Ends a pair's round trip at its browser's ending: a result, or anything else (failed)."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+
+    def ended(self, browser: SimBrowser, index: int, frame: dict[str, Any], waited: float) -> None:
+        self.pair.complete(index, frame["type"] == "translation_result")
 
 
 async def open_pairs(kind: type[Pair], base: str, count: int) -> list[Pair]:
@@ -261,13 +257,6 @@ class Window:
 
     def percentile(self, q: float) -> float:
         return percentile([s.latency for s in self.ok], q)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 Probe = Callable[[], dict[str, Any]]

@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 
-from bench import frames
-from bench.loadgen import percentile
 from bench.markdown import fmt, ratio
 from bench.phases import Bench, Phase, Report, log
 from bench.procs import RedisSnapshot, delete_matching, redis_client
+from fleetsim import frames
+from fleetsim.stats import percentile
 
 
 @dataclass

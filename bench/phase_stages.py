@@ -10,9 +10,9 @@ import math
 from typing import Any
 
 from bench import loadgen, phase_pick
-from bench.loadgen import percentile
 from bench.markdown import fmt
 from bench.phases import Bench, Config, Phase, Report
+from fleetsim.stats import percentile
 
 CONFIGS = ("relay-pubsub-nohop", "relay-calls", "full")
 

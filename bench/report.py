@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import targets
-from bench.frames import AUDIO, AUDIO_B64
 from bench.knobs import BASE_DIR, PLAIN_PUBSUB
 from bench.markdown import fmt, ratio
 from bench.phase_redis_commands import top_level
 from bench.phases import Phase, Report
+from fleetsim.frames import AUDIO, AUDIO_B64
 
 VARIANTS_PLACE = 50
 VARIANT_NOTES = {

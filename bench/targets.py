@@ -5,9 +5,9 @@ pick-and-reserve at 10,000 nodes against 10."""
 from __future__ import annotations
 
 from bench import phase_idle_fleet, phase_pick
-from bench.loadgen import percentile
 from bench.phase_redis_commands import per_job
 from bench.phases import Report
+from fleetsim.stats import percentile
 
 P50_RATIO, P99_RATIO = 1.2, 2.0
 
