@@ -4,6 +4,7 @@ process, and the dashboard socket."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -59,6 +60,22 @@ def fetch(url: str, cookie: str | None = None) -> Page:
             return Page(response.status, response.read().decode(), None, response.headers.get("Content-Type", ""))
     except urllib.error.HTTPError as error:
         return Page(error.code, error.read().decode(), error.headers.get("Location"), error.headers.get("Content-Type", ""))
+
+
+SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
+
+
+def scrape(server: Any, index: int) -> tuple[str, dict[str, float]]:
+    """``/metrics`` of a server process: its text, and each sample by name and labels."""
+    page = fetch(f"{server.http(index)}/metrics")
+    assert page.status == 200 and page.content_type.startswith("text/plain; version=0.0.4")
+    samples = {}
+    for line in page.body.splitlines():
+        if line and not line.startswith("#"):
+            match = SAMPLE.match(line)
+            assert match, f"not a Prometheus sample: {line!r}"
+            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
+    return page.body, samples
 
 
 class DashboardSocket(Client):

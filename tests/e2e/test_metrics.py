@@ -4,18 +4,15 @@ fleet-wide counts (everything is read from Redis, whichever process is scraped).
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from tests.clients import FakeBrowser, FakeNode
-from tests.staff import fetch
+from tests.staff import scrape
 
 pytestmark = pytest.mark.e2e
-
-SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
 
 class ScriptedNode:
@@ -61,18 +58,6 @@ async def browser_on(server: Any, index: int, src: str, tgt: str) -> FakeBrowser
     ack = await browser.init(src, tgt)
     assert ack["type"] == "session_init_ack", ack
     return browser
-
-
-def scrape(server: Any, index: int) -> tuple[str, dict[str, float]]:
-    page = fetch(f"{server.http(index)}/metrics")
-    assert page.status == 200 and page.content_type.startswith("text/plain; version=0.0.4")
-    samples = {}
-    for line in page.body.splitlines():
-        if line and not line.startswith("#"):
-            match = SAMPLE.match(line)
-            assert match, f"not a Prometheus sample: {line!r}"
-            samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return page.body, samples
 
 
 EXPECTED = {
