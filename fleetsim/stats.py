@@ -269,11 +269,16 @@ def summary_text(summary: dict[str, Any]) -> str:
     total = summary["total"]
     if summary["exactly_once"]:
         lines.append(f"every utterance ended exactly once ({total['jobs']} jobs)")
-    else:
+    if total["unended"] or total["lost"]:
         lines.append(
-            f"NOT every utterance ended exactly once: {total['unended']} had no ending when the run stopped, "
-            f"{total['lost']} were lost with a socket the server closed, {total['repeated']} endings repeated "
-            "or were for an utterance never said"
+            f"{total['unended'] + total['lost']} of {total['jobs']} utterances had no ending: {total['unended']} "
+            f"still running when the run stopped waiting (--drain), {total['lost']} with a session the server "
+            "closed (their jobs were cancelled)"
+        )
+    if total["repeated"]:
+        lines.append(
+            f"{total['repeated']} endings came twice for an utterance, or for an utterance never said: "
+            "each job should end exactly once"
         )
     if summary["errors_without_utterance"]:
         lines.append("errors about no utterance: " + ", ".join(
