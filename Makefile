@@ -1,13 +1,14 @@
 # make run   — set up (venv, pinned requirements, migrations, private Redis when REDIS_URL is
 #              unset, SQLite when DATABASE_URL is unset) and serve on $PORT (5010).
 # make test  — the same set-up, then the whole test suite.
+# make demo  — make run plus a small simulated fleet and an admin user to watch it with.
 # make bench — the benchmarks (bench/), writes BENCHMARKS.md.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench lint clean
+.PHONY: run test demo bench lint clean
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed"'
@@ -18,6 +19,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 
 run: $(VENV)/.installed
 	$(PY) -m schedulerproj.launch run
+
+demo: $(VENV)/.installed
+	$(PY) -m schedulerproj.demo
 
 test: $(VENV)/.installed
 	$(PY) -m schedulerproj.launch exec -- $(PY) -m pytest $(PYTEST_ARGS)
