@@ -52,5 +52,8 @@ class Command(BaseCommand):
         if to_stdout:
             self.stdout.write(json.dumps(summary, indent=2))
         elif options["json"]:
-            with open(options["json"], "w") as out:
-                json.dump(summary, out, indent=2)
+            try:
+                with open(options["json"], "w") as out:
+                    json.dump(summary, out, indent=2)
+            except OSError as error:
+                raise CommandError(f"--json: cannot write {options['json']}: {error.strerror}") from None
