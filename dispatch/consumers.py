@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from dispatch.browser_session import BrowserSession
-from dispatch.protocol import CloseCode, ErrorCode, Ignored, decode_session_frame
+from dispatch.protocol import CloseCode, Ignored, decode_session_frame
 from dispatch.ratelimit import RateLimiter
 from dispatch.sockets import FrameConsumer
 
@@ -24,16 +24,6 @@ class SessionConsumer(FrameConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self.session.end()
-
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
-        # every frame costs a token, binary ones too (they would get an error each otherwise)
-        if not self.limiter.take():
-            if self.limiter.flooding:
-                await self.close(code=CloseCode.POLICY)
-            elif self.limiter.should_warn():
-                await self.send_error(ErrorCode.RATE_LIMITED, "You are sending too fast; frames are being dropped.")
-            return
-        await super().websocket_receive(message)
 
     async def receive_frame(self, text: str) -> None:
         frame = decode_session_frame(text)

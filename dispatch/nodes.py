@@ -47,6 +47,19 @@ class UnknownNode(Exception):
     pass
 
 
+class ResumeTooSoon(Exception):
+    """A node asked to resume itself within the window of its last re-pool."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(wait_ms)
+        self.wait_ms = wait_ms
+
+
+def repool_window_ms() -> int:
+    """A node's own frames move its pool memberships at most once per heartbeat interval."""
+    return int(settings.SCHEDULER_HEARTBEAT_INTERVAL_S * 1000)
+
+
 @dataclass(frozen=True)
 class Registered:
     node_id: str
@@ -109,6 +122,7 @@ async def node_register(*, frame: NodeRegister, token: str, channel: str, curren
             fields["capability_by_type"],
             fields["installed_services"],
             "1" if fresh else "0",
+            repool_window_ms(),
         )
         if reply[0] == "taken":
             raise NodeTaken(node_id)
@@ -127,27 +141,33 @@ async def node_register(*, frame: NodeRegister, token: str, channel: str, curren
 async def node_heartbeat(*, node_id: str, channel: str, frame: NodeHeartbeat) -> str:
     """Refresh the lease and store the load; recompute pools when capabilities changed.
 
+    A node is re-pooled at most once per heartbeat interval: a change within the window waits
+    (the latest one wins) and is applied by the first heartbeat after it.
     Returns ``ok``, or why the socket must close: ``replaced``, ``offline``, ``revoked``."""
     load = msgspec.to_builtins(frame.resource_usage) if frame.resource_usage else {}
-    fields = _capability_fields(frame)
-    flat = [item for pair in fields.items() for item in pair]
-    outcome = await store.run("node_heartbeat", node_id, channel, json_text(load), lease_ms(), *flat)
+    flat = [item for pair in _capability_fields(frame).items() for item in pair]
+    outcome = await store.run(
+        "node_heartbeat", node_id, channel, json_text(load), lease_ms(), repool_window_ms(), *flat
+    )
     if outcome == "changed":
-        await _node_repool(node_id, fields)
+        await _node_repool(node_id)
         return "ok"
     return str(outcome)
 
 
-async def _node_repool(node_id: str, fields: dict[str, str]) -> None:
-    """New capability fields: recompute the node's pools (again if they changed meanwhile)."""
+async def _node_repool(node_id: str) -> None:
+    """Apply the node's waiting capability fields: recompute its pools with them (again if
+    they changed meanwhile)."""
     client = store.async_client()
     for _ in range(STALE_RETRIES):
-        stored = await client.hmget(keys.node(node_id), "capver", *CAPABILITY_FIELDS)
-        capver, merged_raw = stored[0], dict(zip(CAPABILITY_FIELDS, stored[1:], strict=True))
-        merged_raw |= fields
+        stored = await client.hmget(keys.node(node_id), "capver", "pending", *CAPABILITY_FIELDS)
+        capver, pending = stored[0], json.loads(stored[1] or "{}")
+        if not pending:
+            return
+        merged_raw = dict(zip(CAPABILITY_FIELDS, stored[2:], strict=True)) | pending
         caps = caps_from_fields({name: json.loads(raw or "null") for name, raw in merged_raw.items()})
         config = await config_current()
-        flat = [item for pair in fields.items() for item in pair]
+        flat = [item for pair in pending.items() for item in pair]
         outcome = await store.run(
             "node_pools", node_id, capver, config.version, json_text(node_pools(config, caps)),
             json_text(caps.to_json()), *flat,
@@ -212,12 +232,16 @@ async def tokens_enforce_revoked() -> int:
     return len(channels)
 
 
-async def node_drain(*, node_id: str, drain: bool, reason: str | None = None) -> str:
+async def node_drain(*, node_id: str, drain: bool, reason: str | None = None, by_node: bool = False) -> str:
     """Drain (no new jobs, running ones finish) or resume a node; it is told with
-    ``node_control``, and ``drained`` follows at once when it holds no job."""
-    reply = await store.run("node_drain", node_id, "1" if drain else "0")
+    ``node_control``, and ``drained`` follows at once when it holds no job. A node that resumes
+    itself (``by_node``) within the window of its last re-pool is refused (:class:`ResumeTooSoon`)."""
+    window = repool_window_ms() if by_node else 0
+    reply = await store.run("node_drain", node_id, "1" if drain else "0", window)
     if reply[0] == "unknown":
         raise UnknownNode(node_id)
+    if reply[0] == "soon":
+        raise ResumeTooSoon(int(reply[1]))
     status, channel, used = reply
     await outbox.send_node_control(channel, "drain" if drain else "resume", reason)
     if drain and int(used) == 0:

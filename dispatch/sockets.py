@@ -19,6 +19,7 @@ from django.conf import settings
 
 from dispatch import counters, protocol
 from dispatch.protocol import CloseCode, ErrorCode, ProtocolError
+from dispatch.ratelimit import RateLimiter
 
 log = logging.getLogger("dispatch.sockets")
 
@@ -29,6 +30,8 @@ live_sockets: weakref.WeakSet[FrameConsumer] = weakref.WeakSet()
 
 
 class FrameConsumer(AsyncWebsocketConsumer):
+    limiter: RateLimiter | None = None  # set on connect by sockets whose frames are rate limited
+
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         live_sockets.add(self)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -73,6 +76,13 @@ class FrameConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
+        # every frame costs a token, binary ones too (they would get an error each otherwise)
+        if self.limiter is not None and not self.limiter.take():
+            if self.limiter.flooding:
+                await self.close(code=CloseCode.POLICY)
+            elif self.limiter.should_warn():
+                await self.send_error(ErrorCode.RATE_LIMITED, "You are sending too fast; frames are being dropped.")
+            return
         text = message.get("text")
         if text is None:
             await self.send_error(ErrorCode.INVALID_MESSAGE, "Binary frames are not used: send JSON text.")

@@ -7,10 +7,12 @@ import logging
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from dispatch.jobs import job_finish, job_partial, job_progress
 from dispatch.nodes import (
     NodeTaken,
+    ResumeTooSoon,
     node_drain,
     node_heartbeat,
     node_jobs_move_on,
@@ -25,6 +27,7 @@ from dispatch.protocol import (
     JobResult,
     JobStarted,
     NodeAsrPartial,
+    NodeBounds,
     NodeControl,
     NodeError,
     NodeHeartbeat,
@@ -33,6 +36,7 @@ from dispatch.protocol import (
     decode_node_frame,
     node_register_ack,
 )
+from dispatch.ratelimit import RateLimiter
 from dispatch.sockets import FrameConsumer
 
 log = logging.getLogger("nodes")
@@ -51,6 +55,12 @@ class NodeConsumer(FrameConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        self.limiter = RateLimiter(settings.SCHEDULER_NODE_RATE_LIMIT_PER_S)
+        self.bounds = NodeBounds(
+            languages=settings.SCHEDULER_NODE_MAX_LANGUAGES,
+            services=settings.SCHEDULER_NODE_MAX_SERVICES,
+            slots=settings.SCHEDULER_NODE_MAX_SLOTS,
+        )
         self.token_id: str | None = self.scope.get("node_token_id")
         if not self.token_id:
             await self.close(code=CloseCode.UNAUTHORIZED)
@@ -85,7 +95,7 @@ class NodeConsumer(FrameConsumer):
     async def receive_frame(self, text: str) -> None:
         if not self.token_id:
             return
-        frame = decode_node_frame(text)
+        frame = decode_node_frame(text, self.bounds)
         if isinstance(frame, Ignored):
             await self.frame_ignored(frame.type)
             return
@@ -119,7 +129,16 @@ class NodeConsumer(FrameConsumer):
         elif isinstance(frame, NodeError):
             log.warning("node reported an error: %s", frame.message, extra={"node_id": self.node_id, "code": frame.code})
         elif isinstance(frame, NodeControl):
-            await node_drain(node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason)
+            try:
+                await node_drain(
+                    node_id=self.node_id, drain=frame.command == "drain", reason=frame.reason, by_node=True
+                )
+            except ResumeTooSoon as soon:
+                raise ProtocolError(
+                    "A node may put itself back in its pools once per heartbeat interval; try again in "
+                    f"{soon.wait_ms / 1000:.1f} s. The resume was ignored.",
+                    ErrorCode.RATE_LIMITED,
+                ) from None
 
     async def finish(self, node_id: str, result: JobResult) -> None:
         """A result is precious: while the store is unreachable, keep trying for a while."""

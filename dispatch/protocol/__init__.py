@@ -15,6 +15,7 @@ from dispatch.protocol.incoming import (
     JobStarted,
     LanguageCapabilities,
     NodeAsrPartial,
+    NodeBounds,
     NodeControl,
     NodeError,
     NodeFrame,
@@ -26,6 +27,7 @@ from dispatch.protocol.incoming import (
     SessionFrame,
     SessionInit,
     Utterance,
+    check_node_bounds,
     decode_node_frame,
     decode_session_frame,
 )
@@ -48,9 +50,9 @@ from dispatch.protocol.outgoing import (
 __all__ = [
     "AudioChunk", "CapabilityEntry", "ClientHeartbeat", "CloseCode", "ErrorCode", "ErrorInfo", "Ignored",
     "InstalledService", "JobAck", "JobResult", "JobStarted", "LanguageCapabilities", "NodeAsrPartial",
-    "NodeControl", "NodeError", "NodeFrame", "NodeHeartbeat", "NodeRegister", "Pipeline", "ProtocolError",
+    "NodeBounds", "NodeControl", "NodeError", "NodeFrame", "NodeHeartbeat", "NodeRegister", "Pipeline", "ProtocolError",
     "ResourceUsage", "SessionClose", "SessionFrame", "SessionInit", "Utterance", "asr_partial",
-    "decode_node_frame", "decode_session_frame", "encode", "error_frame", "is_empty_result", "job_cancel",
+    "check_node_bounds", "decode_node_frame", "decode_session_frame", "encode", "error_frame", "is_empty_result", "job_cancel",
     "missing_result", "node_control", "node_register_ack", "server_heartbeat", "session_close_ack",
     "session_init_ack", "translation_result", "ui_event",
 ]

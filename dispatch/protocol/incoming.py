@@ -4,6 +4,8 @@ string is refused)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -159,6 +161,65 @@ NodeFrame = (
 )
 NODE_IGNORED = frozenset({"tts_started", "tts_play_ended"})
 
+# --- what one node may declare -------------------------------------------------------------
+
+LANGUAGE_CODE_MAX = 16  # characters
+LANGUAGE_CODE = re.compile(rf"[A-Za-z0-9-]{{1,{LANGUAGE_CODE_MAX}}}")
+LANGUAGE_LISTS = ("asr_languages", "tts_languages", "semantic_languages")
+SERVICE_LISTS = ("capability_by_type", "installed_services")
+
+
+@dataclass(frozen=True)
+class NodeBounds:
+    """The most one node may declare: what it declares multiplies (a node with L languages
+    joins about 1.5 × L² automatic pools), so one node must not be able to cost the fleet."""
+
+    languages: int  # entries per language list (SCHEDULER_NODE_MAX_LANGUAGES)
+    services: int  # entries per service list (SCHEDULER_NODE_MAX_SERVICES)
+    slots: int  # max_concurrent_jobs (SCHEDULER_NODE_MAX_SLOTS)
+
+
+def check_node_bounds(frame: NodeRegister | NodeHeartbeat, bounds: NodeBounds) -> None:
+    """Refuse (``INVALID_MESSAGE``, naming the field and the bound) a frame that declares more
+    than a node may, or a language code that is not one; the frame then changes nothing."""
+    ignored = f"The {frame.__struct_config__.tag} frame was ignored."
+    langs = frame.language_capabilities
+    for name in LANGUAGE_LISTS:
+        codes = getattr(langs, name) if langs is not None else None
+        if codes is None:
+            continue
+        field = f"language_capabilities.{name}"
+        if len(codes) > bounds.languages:
+            raise ProtocolError(
+                f"A node may declare at most {bounds.languages} languages per list "
+                f"(SCHEDULER_NODE_MAX_LANGUAGES); {field} lists {len(codes)}. {ignored}"
+            )
+        for code in codes:
+            if not LANGUAGE_CODE.fullmatch(code):
+                raise ProtocolError(
+                    f"The entry {code[:40]!r} of {field} is not a language code (letters, digits and '-', "
+                    f"at most {LANGUAGE_CODE_MAX} characters). {ignored}"
+                )
+            if code.lower() == "auto":
+                raise ProtocolError(
+                    f"The entry {code!r} of {field} is not a language a node serves: 'auto' marks a two-way "
+                    f"session. {ignored}"
+                )
+    for name in SERVICE_LISTS:
+        entries = getattr(frame, name)
+        if entries is not None and len(entries) > bounds.services:
+            raise ProtocolError(
+                f"A node may declare at most {bounds.services} entries in {name} "
+                f"(SCHEDULER_NODE_MAX_SERVICES); it lists {len(entries)}. {ignored}"
+            )
+    slots = getattr(frame, "max_concurrent_jobs", None)
+    if slots is not None and slots > bounds.slots:
+        raise ProtocolError(
+            f"A node may ask for at most {bounds.slots} slots (SCHEDULER_NODE_MAX_SLOTS); "
+            f"max_concurrent_jobs is {slots}. {ignored}"
+        )
+
+
 # --- browser → server --------------------------------------------------------------------
 
 
@@ -260,8 +321,12 @@ def _decode(raw: str | bytes, decoder: msgspec.json.Decoder[Any], ignored: froze
         raise ProtocolError(f"Malformed {frame_type} frame: {error}.") from None
 
 
-def decode_node_frame(raw: str | bytes) -> NodeFrame | Ignored:
-    return _decode(raw, _node_decoder, NODE_IGNORED)
+def decode_node_frame(raw: str | bytes, bounds: NodeBounds | None = None) -> NodeFrame | Ignored:
+    """A node's frame; with ``bounds``, one that declares more than a node may is refused too."""
+    frame = _decode(raw, _node_decoder, NODE_IGNORED)
+    if bounds is not None and isinstance(frame, NodeRegister | NodeHeartbeat):
+        check_node_bounds(frame, bounds)
+    return frame
 
 
 def decode_session_frame(raw: str | bytes) -> SessionFrame | Ignored:

@@ -250,3 +250,32 @@ local function close_session(session_id, history_s, ending, max_age_ms, now, out
   redis.call('DEL', k('session', session_id))
   redis.call('ZREM', k('sessions'), session_id)
 end
+
+-- A node's own frames move its pool memberships at most once per window (a heartbeat interval).
+-- Capability fields (flat field, raw json pairs) that differ from the stored ones wait in the
+-- node's `pending` (a JSON object, field -> raw json) for its next re-pool; a field sent equal to
+-- the stored one drops its pending change, so the latest word wins. True when a change waits.
+local function note_pending(nkey, fields)
+  local raw = redis.call('HGET', nkey, 'pending')
+  local pending = cjson.decode(raw or '{}')
+  for i = 1, #fields, 2 do
+    if redis.call('HGET', nkey, fields[i]) == fields[i + 1] then
+      pending[fields[i]] = nil
+    else
+      pending[fields[i]] = fields[i + 1]
+    end
+  end
+  if next(pending) == nil then
+    if raw then redis.call('HDEL', nkey, 'pending') end
+    return false
+  end
+  redis.call('HSET', nkey, 'pending', cjson.encode(pending))
+  return true
+end
+
+-- Take the node's re-pool for `now` when its window has passed since the last one.
+local function repool_claim(nkey, window_ms, now)
+  if now < (tonumber(redis.call('HGET', nkey, 'repool_ms')) or 0) + window_ms then return false end
+  redis.call('HSET', nkey, 'repool_ms', now)
+  return true
+end

@@ -1,7 +1,7 @@
 -- Apply recomputed pools (and, after a capability change, the new capabilities) to one node,
 -- only if neither its capabilities nor the config changed since they were read.
 -- ARGV: prefix, node_id, capver read, config version, pools json, caps json or '',
---       then field, raw json pairs to store.
+--       then field, raw json pairs to store (the pending ones applied: they stop waiting).
 -- Returns the node's status | 'stale' (read again and retry) | 'gone'.
 local node_id = ARGV[2]
 local nkey = k('node', node_id)
@@ -15,7 +15,16 @@ set_membership(node_id, decode_list(v[3]), pools, status)
 redis.call('HSET', nkey, 'pools', ARGV[5], 'status', status, 'slots', slots_for(node_id, v[4]))
 if ARGV[6] ~= '' then
   redis.call('HSET', nkey, 'caps', ARGV[6])
-  for i = 7, #ARGV, 2 do redis.call('HSET', nkey, ARGV[i], ARGV[i + 1]) end
+  local pending = cjson.decode(redis.call('HGET', nkey, 'pending') or '{}')
+  for i = 7, #ARGV, 2 do
+    redis.call('HSET', nkey, ARGV[i], ARGV[i + 1])
+    if pending[ARGV[i]] == ARGV[i + 1] then pending[ARGV[i]] = nil end
+  end
+  if next(pending) == nil then
+    redis.call('HDEL', nkey, 'pending')
+  else
+    redis.call('HSET', nkey, 'pending', cjson.encode(pending))
+  end
   redis.call('HINCRBY', nkey, 'capver', 1)
 end
 return status

@@ -1,8 +1,10 @@
 -- A node registers (or registers again): bind its id to this socket, store what it can do,
--- put it in its pools, start its lease.
+-- put it in its pools, start its lease. A register again on the same socket changes
+-- capabilities like a heartbeat does: when they differ and the node was re-pooled within the
+-- window, the new ones wait (`pending`, see note_pending) and its pools stay as they are.
 -- ARGV: prefix, node_id, token, channel, config version, caps json, pools json, slots asked,
 --       info json, lease ms, raw language_capabilities, raw capability_by_type,
---       raw installed_services, '1' when we just made the id up
+--       raw installed_services, '1' when we just made the id up, re-pool window ms
 -- Returns {status, replaced channel or '', job ids the replaced socket held...}
 --       | {'stale'} (config changed: recompute) | {'taken'}
 --       | {'collision'} (a made-up id already exists: make another).
@@ -16,19 +18,28 @@ if old[1] and old[1] ~= 'offline' then
   if old[2] ~= token then return {'taken'} end
   if old[3] ~= channel then replaced = old[3] end
 end
-local pools = cjson.decode(ARGV[7])
-local status = live_status(node_id, pools)
-set_membership(node_id, decode_list(old[4]), pools, status)
 local now = now_ms()
+local fields = {'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13]}
+local status = old[1]
+local apply = true
+if old[1] and old[1] ~= 'offline' and old[3] == channel then
+  apply = note_pending(nkey, fields) and repool_claim(nkey, tonumber(ARGV[15]), now)
+end
+if apply then
+  local pools = cjson.decode(ARGV[7])
+  status = live_status(node_id, pools)
+  set_membership(node_id, decode_list(old[4]), pools, status)
+  redis.call('HSET', nkey, 'status', status, 'caps', ARGV[6], 'pools', ARGV[7], unpack(fields))
+  redis.call('HDEL', nkey, 'pending')
+  redis.call('HINCRBY', nkey, 'capver', 1)
+end
 redis.call('PERSIST', nkey)
 redis.call('PERSIST', k('node', node_id, 'times'))
 redis.call('HSET', nkey,
-  'status', status, 'token', token, 'channel', channel, 'caps', ARGV[6], 'pools', ARGV[7],
+  'token', token, 'channel', channel,
   'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],
-  'registered_ms', now, 'last_seen_ms', now,
-  'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13])
+  'registered_ms', now, 'last_seen_ms', now)
 redis.call('HSETNX', nkey, 'used', 0)
-redis.call('HINCRBY', nkey, 'capver', 1)
 redis.call('SADD', k('nodes'), node_id)
 redis.call('ZADD', k('leases'), now + tonumber(ARGV[10]), node_id)
 local result = {status, replaced}

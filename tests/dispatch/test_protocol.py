@@ -14,6 +14,7 @@ from dispatch.protocol import (
     ErrorCode,
     Ignored,
     JobResult,
+    NodeBounds,
     NodeHeartbeat,
     NodeRegister,
     ProtocolError,
@@ -24,6 +25,13 @@ from dispatch.protocol import (
     decode_session_frame,
 )
 from tests.clients import recorded, register_frame
+
+
+def bounds_in_force() -> NodeBounds:
+    from django.conf import settings
+
+    return NodeBounds(languages=settings.SCHEDULER_NODE_MAX_LANGUAGES,
+                      services=settings.SCHEDULER_NODE_MAX_SERVICES, slots=settings.SCHEDULER_NODE_MAX_SLOTS)
 
 SESSION_INIT = {
     "type": "session_init",
@@ -77,8 +85,10 @@ def test_every_recorded_client_frame_decodes(name):
     frames = [line for line in recorded(name) if line["dir"] == "in"]
     assert frames
     for line in frames:
-        decode = decode_node_frame if line["path"] == "/ws/node" else decode_session_frame
-        frame = decode(json.dumps(line["msg"]))
+        if line["path"] == "/ws/node":
+            frame = decode_node_frame(json.dumps(line["msg"]), bounds_in_force())  # within every bound
+        else:
+            frame = decode_session_frame(json.dumps(line["msg"]))
         assert not isinstance(frame, Ignored)
         assert type(frame).__struct_config__.tag == line["msg"]["type"]
 
@@ -252,6 +262,64 @@ def test_job_result_fields():
 
 def test_node_control_command_is_checked():
     assert "command" in refused(decode_node_frame, dumps({"type": "node_control", "command": "explode"})).message
+
+
+# --- what one node may declare ------------------------------------------------------------
+
+BOUNDS = NodeBounds(languages=3, services=2, slots=8)
+LANGS3 = ["zh", "en", "pt-BR"]
+
+
+def bounded(frame: dict) -> ProtocolError:
+    return refused(lambda raw: decode_node_frame(raw, BOUNDS), dumps(frame))
+
+
+def heartbeat_with(**fields) -> dict:
+    return {"type": "node_heartbeat", "node_id": "node-6c7010ef", **fields}
+
+
+def test_frames_within_the_bounds_decode():
+    register = register_frame(LANGS3, services=("asr", "nmt"), slots=8)
+    assert isinstance(decode_node_frame(dumps(register), BOUNDS), NodeRegister)
+    heartbeat = heartbeat_with(language_capabilities={"asr_languages": ["x" * 16, "a-1", "EN"]})
+    assert isinstance(decode_node_frame(dumps(heartbeat), BOUNDS), NodeHeartbeat)
+    # without bounds, nothing is checked (services and tools that build frames themselves)
+    assert isinstance(decode_node_frame(dumps(register_frame(LANGS3 + ["ja"], slots=1000))), NodeRegister)
+
+
+@pytest.mark.parametrize("field", ["asr_languages", "tts_languages", "semantic_languages"])
+@pytest.mark.parametrize("kind", ["register", "heartbeat"])
+def test_too_many_languages_are_refused(field, kind):
+    langs = {"asr_languages": LANGS3, "tts_languages": LANGS3, "semantic_languages": LANGS3}
+    langs[field] = LANGS3 + ["ja"]
+    frame = (register_frame(services=("asr",)) if kind == "register" else heartbeat_with())
+    frame["language_capabilities"] = langs
+    message = bounded(frame).message
+    assert f"language_capabilities.{field}" in message and "at most 3" in message and "lists 4" in message
+    assert "SCHEDULER_NODE_MAX_LANGUAGES" in message
+
+
+@pytest.mark.parametrize("code", ["zh_CN", "zh CN", "x" * 17, "", "中文", "en\n", "auto", "AUTO"])
+def test_what_is_not_a_language_code_is_refused(code):
+    message = bounded(heartbeat_with(language_capabilities={"asr_languages": ["en", code]})).message
+    assert "language_capabilities.asr_languages" in message
+    assert ("two-way" in message) if code.lower() == "auto" else ("16 characters" in message)
+
+
+@pytest.mark.parametrize("field", ["capability_by_type", "installed_services"])
+def test_too_many_service_entries_are_refused(field):
+    entries = register_frame(services=("asr", "nmt", "tts"))[field]
+    for frame in (register_frame(["zh", "en"], services=("asr",)) | {field: entries}, heartbeat_with(**{field: entries})):
+        message = bounded(frame).message
+        assert field in message and "at most 2" in message and "lists 3" in message
+        assert "SCHEDULER_NODE_MAX_SERVICES" in message
+
+
+def test_too_many_slots_are_refused():
+    message = bounded(register_frame(["zh", "en"], services=("asr",), slots=9)).message
+    assert "max_concurrent_jobs" in message and "at most 8" in message and "SCHEDULER_NODE_MAX_SLOTS" in message
+    frame = register_frame(["zh", "en"], services=("asr",), slots=8)
+    assert decode_node_frame(dumps(frame), BOUNDS).max_concurrent_jobs == 8
 
 
 # --- outgoing frames ----------------------------------------------------------------------

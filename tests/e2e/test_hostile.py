@@ -13,8 +13,9 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dispatch import selectors
 from dispatch.protocol import ErrorCode
-from tests.clients import AUDIO_B64, FakeBrowser, FakeNode, register_frame
+from tests.clients import AUDIO_B64, FakeBrowser, FakeNode, eventually, register_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -198,3 +199,57 @@ async def test_close_codes(stack, node_token):
     await third.register(langs=["zh", "en"])
     await asyncio.to_thread(server.stop_server, 0)
     assert await third.closed() == 1012
+
+
+async def test_a_flooding_node_is_rate_limited_then_closed_1008_while_another_nodes_jobs_go_on(stack, node_token):
+    server = stack(SCHEDULER_NODE_RATE_LIMIT_PER_S=20)
+    flooding = await FakeNode.connect(server.ws(), node_token)
+    await flooding.register(langs=["ja", "ko"], slots=4)
+    working = await FakeNode.connect(server.ws(), node_token)
+    await working.register(langs=["zh", "en"], slots=4)
+
+    async def answer() -> None:
+        while True:
+            job = await working.expect("job_assign", timeout=3600)
+            await working.send(working.result_for(job))
+
+    answering = asyncio.ensure_future(answer())
+
+    async def flood() -> tuple[int, int | None, float]:
+        warnings, started = 0, time.monotonic()
+        heartbeat = json.dumps({"type": "node_heartbeat", "node_id": flooding.node_id, "timestamp": 1})
+        try:
+            while time.monotonic() - started < 15:
+                await flooding.ws.send(heartbeat)
+                await asyncio.sleep(0.002)
+                while True:
+                    try:
+                        frame = json.loads(await asyncio.wait_for(flooding.ws.recv(), 0.0005))
+                    except TimeoutError:
+                        break
+                    assert frame["type"] == "error" and frame["code"] == "RATE_LIMITED", frame
+                    warnings += 1
+        except websockets.ConnectionClosed as closed:
+            return warnings, closed.rcvd.code if closed.rcvd else None, time.monotonic() - started
+        return warnings, None, time.monotonic() - started
+
+    async def browse() -> list[dict]:
+        browser = await FakeBrowser.connect(server.ws())
+        await browser.init("zh", "en")
+        endings = []
+        for index in range(12):
+            await browser.utterance(index)
+            endings.append(await browser.ending())
+            await asyncio.sleep(0.4)  # through the whole flood
+        await browser.close()
+        return endings
+
+    (warnings, code, lasted), endings = await asyncio.gather(flood(), browse())
+    answering.cancel()
+    print(f"\nnode flood: {warnings} RATE_LIMITED warnings, closed {code} after {lasted:.1f} s")
+    assert code == 1008
+    assert lasted >= 4 and 1 <= warnings <= lasted + 1  # at most one a second; closed in the 5th second of drops
+    assert [f["type"] for f in endings] == ["translation_result"] * 12
+    assert {f["text_translated"].rsplit(" ", 1)[-1] for f in endings} == {working.node_id}
+    await eventually(lambda: selectors.node_record(flooding.node_id)["status"] == "offline")
+    await working.close()

@@ -3,6 +3,7 @@ in this process, with the real channel layer and live state on the real Redis.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -25,6 +26,7 @@ from tests.clients import LANGS14, register_frame
 
 TIMEOUT = 5.0
 MADE_ID = re.compile(r"^node-[0-9a-f]{8}$")
+WINDOW_S = 0.3  # a short heartbeat interval: the window of a node's re-pools
 
 
 class NodeSocket:
@@ -318,7 +320,8 @@ async def test_second_register_updates_capabilities_and_keeps_the_id(nodes, node
     assert not await store.async_client().exists(keys.node("node-11111111"))
 
 
-async def test_heartbeat_capabilities_recompute_pools(nodes, node_token, published):
+async def test_heartbeat_capabilities_recompute_pools(nodes, node_token, published, settings):
+    settings.SCHEDULER_HEARTBEAT_INTERVAL_S = WINDOW_S  # a node is re-pooled at most once per interval
     node = await nodes(node_token).connect()
     await node.register(langs=["zh", "en"])
     node_id = node.node_id
@@ -341,6 +344,7 @@ async def test_heartbeat_capabilities_recompute_pools(nodes, node_token, publish
     assert pools_holding(published, node_id) == ["auto:zh-en"]
 
     # only capability_by_type: tts not ready, so no automatic pool; the languages stay stored
+    await asyncio.sleep(WINDOW_S)
     await node.heartbeat(capability_by_type=[{"type": "asr", "ready": True}, {"type": "nmt", "ready": True},
                                              {"type": "tts", "ready": False, "reason": "loading"}])
     await node.settled()
@@ -350,6 +354,7 @@ async def test_heartbeat_capabilities_recompute_pools(nodes, node_token, publish
     assert record["language_capabilities"] == stored["language_capabilities"]
 
     # ready again, with new languages
+    await asyncio.sleep(WINDOW_S)
     await node.heartbeat(capability_by_type=[{"type": s, "ready": True} for s in ("asr", "nmt", "tts")],
                          language_capabilities={"asr_languages": ["ja", "ko"], "tts_languages": ["ja", "ko"],
                                                 "semantic_languages": ["ja", "ko"]})
@@ -465,3 +470,153 @@ async def test_slots_default_request_and_override(nodes, node_token, settings):
     assert node_record(plain.node_id)["slots"] == "3"
     await asking.register(langs=["zh", "en"], slots=9)
     assert node_record(asking.node_id)["slots"] == "2", "an admin override wins over what the node asks"
+
+
+# --- Bounds on what a node declares -------------------------------------------------------------
+
+LIVE_FIELDS = ("status", "caps", "pools", "slots", "slots_asked", "capver", "language_capabilities",
+               "capability_by_type", "installed_services", "info", "load")
+
+
+def many(count: int) -> list[str]:
+    return [f"l{index}" for index in range(count)]
+
+
+def langs_frame(langs: list[str]) -> dict[str, Any]:
+    return {"language_capabilities": {"asr_languages": langs, "tts_languages": langs, "semantic_languages": langs}}
+
+
+# Each: the field the error names, then from the settings in force: what else it names, the fields sent.
+OVER_A_BOUND = [
+    pytest.param("language_capabilities.asr_languages", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_LANGUAGES), {"language_capabilities": {
+            "asr_languages": many(s.SCHEDULER_NODE_MAX_LANGUAGES + 1), "tts_languages": ["zh"]}}), id="asr-languages"),
+    pytest.param("language_capabilities.tts_languages", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_LANGUAGES), {"language_capabilities": {
+            "tts_languages": many(s.SCHEDULER_NODE_MAX_LANGUAGES + 1)}}), id="tts-languages"),
+    pytest.param("language_capabilities.semantic_languages", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_LANGUAGES), {"language_capabilities": {
+            "semantic_languages": many(s.SCHEDULER_NODE_MAX_LANGUAGES + 1)}}), id="semantic-languages"),
+    pytest.param("language_capabilities.asr_languages", lambda s: (
+        "16 characters", {"language_capabilities": {"asr_languages": ["zh", "zh_Hans_CN"]}}), id="language-code"),
+    pytest.param("language_capabilities.semantic_languages", lambda s: (
+        "two-way", {"language_capabilities": {"semantic_languages": ["en", "auto"]}}), id="auto"),
+    pytest.param("capability_by_type", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_SERVICES),
+        {"capability_by_type": [{"type": f"t{i}", "ready": True} for i in range(s.SCHEDULER_NODE_MAX_SERVICES + 1)]}),
+        id="capability-by-type"),
+    pytest.param("installed_services", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_SERVICES),
+        {"installed_services": [{"service_id": f"s{i}", "type": "asr"} for i in range(s.SCHEDULER_NODE_MAX_SERVICES + 1)]}),
+        id="installed-services"),
+    pytest.param("max_concurrent_jobs", lambda s: (
+        str(s.SCHEDULER_NODE_MAX_SLOTS), {"max_concurrent_jobs": s.SCHEDULER_NODE_MAX_SLOTS + 1}), id="slots"),
+]
+
+
+@pytest.mark.parametrize(("field", "over"), OVER_A_BOUND)
+async def test_each_bound_is_refused_and_the_registration_stays_as_it_was(nodes, node_token, published, settings,
+                                                                          field, over):
+    bound, fields = over(settings)
+    # a first register over a bound: no record, the socket stays open
+    node = await nodes(node_token).connect()
+    error = await node.rejected(register_frame(node_id="node-0000b0b0") | fields)
+    assert error["code"] == "INVALID_MESSAGE" and field in error["message"] and bound in error["message"]
+    assert not await store.async_client().exists(keys.node("node-0000b0b0"))
+
+    # a registered node: a register again, or a heartbeat, over a bound changes nothing
+    ack = await node.register(langs=["zh", "en"], slots=3)
+    await node.heartbeat(resource_usage={"cpu_percent": 5.0, "running_jobs": 0})
+    await node.settled()
+    before = node_record(ack["node_id"])
+    held = pools_holding(published, ack["node_id"])
+    refused = [register_frame(["ja", "ko"], node_id=ack["node_id"], slots=5) | fields]
+    if field != "max_concurrent_jobs":
+        refused.append({"type": "node_heartbeat", "node_id": ack["node_id"], "timestamp": 1,
+                        "resource_usage": {"cpu_percent": 99.0, "running_jobs": 2}, **fields})
+    for frame in refused:
+        error = await node.rejected(frame)
+        assert error["code"] == "INVALID_MESSAGE" and field in error["message"] and bound in error["message"]
+        after = node_record(ack["node_id"])
+        assert {name: after.get(name) for name in LIVE_FIELDS} == {name: before.get(name) for name in LIVE_FIELDS}
+        assert "pending" not in after
+        assert pools_holding(published, ack["node_id"]) == held
+    # within the bounds again: accepted as before
+    assert (await node.register(langs=["ja", "ko"], slots=settings.SCHEDULER_NODE_MAX_SLOTS))["node_id"] == ack["node_id"]
+    assert pools_holding(published, ack["node_id"]) == ["auto:ja-ko", "auto:ja~ko", "auto:ko-ja"]
+
+
+async def test_the_bounds_are_settings(nodes, node_token, settings):
+    settings.SCHEDULER_NODE_MAX_LANGUAGES = 2
+    settings.SCHEDULER_NODE_MAX_SLOTS = 6
+    node = await nodes(node_token).connect()
+    error = await node.rejected(register_frame(["zh", "en", "ja"]))
+    assert "at most 2" in error["message"]
+    error = await node.rejected(register_frame(["zh", "en"], slots=7))
+    assert "at most 6" in error["message"]
+    ack = await node.register(langs=["zh", "en"], slots=6)
+    assert node_record(ack["node_id"])["slots"] == "6"
+
+
+async def test_a_flapping_node_is_re_pooled_at_most_once_per_interval(nodes, node_token, published, settings):
+    settings.SCHEDULER_HEARTBEAT_INTERVAL_S = 1.0
+    node = await nodes(node_token).connect()
+    ack = await node.register(langs=["zh", "en"])
+    node_id = ack["node_id"]
+    registered = int(node_record(node_id)["capver"])  # counts every change of capabilities applied
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    flips = [["ja", "ko"], ["fr", "de"], ["es", "it"]]
+    sent = 0
+    while loop.time() - started < 2.5:  # its capabilities change in every frame
+        langs = flips[sent % len(flips)]
+        if sent % 5 == 4:
+            await node.send(register_frame(langs, node_id=node_id))  # a register again counts the same
+            assert (await node.recv())["type"] == "node_register_ack"
+        else:
+            await node.heartbeat(**langs_frame(langs))
+        sent += 1
+        await asyncio.sleep(0.01)
+    await node.heartbeat(**langs_frame(["pt", "ru"]))  # the latest word
+    await node.settled()
+    elapsed = loop.time() - started
+    repools = int(node_record(node_id)["capver"]) - registered
+    assert sent > 20
+    assert 1 <= repools <= 1 + int(elapsed / 1.0), f"{repools} re-pools in {elapsed:.1f} s"
+    # the latest capabilities are applied once the window has passed, by the next heartbeat
+    await asyncio.sleep(1.05)
+    await node.heartbeat()
+    await node.settled()
+    record = node_record(node_id)
+    assert json.loads(record["language_capabilities"])["asr_languages"] == ["pt", "ru"]
+    assert pools_holding(published, node_id) == ["auto:pt-ru", "auto:pt~ru", "auto:ru-pt"]
+    assert "pending" not in record
+    # and a change back to the stored capabilities within the window leaves nothing waiting
+    await node.heartbeat(**langs_frame(["zh", "en"]))
+    await node.heartbeat(**langs_frame(["pt", "ru"]))
+    await node.settled()
+    assert "pending" not in node_record(node_id)
+
+
+async def test_a_node_resumes_itself_at_most_once_per_interval(nodes, node_token, published, settings):
+    settings.SCHEDULER_HEARTBEAT_INTERVAL_S = WINDOW_S
+    node = await nodes(node_token).connect()
+    ack = await node.register(langs=["zh", "en"])
+    node_id = ack["node_id"]
+
+    await node.send({"type": "node_control", "command": "drain"})
+    assert (await node.recv())["command"] == "drain"
+    assert (await node.recv())["command"] == "drained"
+    await node.send({"type": "node_control", "command": "resume"})  # the first in its window
+    assert (await node.recv())["command"] == "resume"
+    assert pool_members("auto:zh-en") == [node_id]
+    await node.send({"type": "node_control", "command": "drain"})  # a drain is never held back
+    assert (await node.recv())["command"] == "drain"
+    assert (await node.recv())["command"] == "drained"
+    error = await node.rejected({"type": "node_control", "command": "resume"})
+    assert error["code"] == "RATE_LIMITED" and "resume" in error["message"]
+    assert node_record(node_id)["status"] == "draining" and pool_members("auto:zh-en") == []
+    await asyncio.sleep(WINDOW_S)
+    await node.send({"type": "node_control", "command": "resume"})
+    assert (await node.recv())["command"] == "resume"
+    assert node_record(node_id)["status"] == "ready" and pool_members("auto:zh-en") == [node_id]
