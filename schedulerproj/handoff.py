@@ -48,7 +48,7 @@ def adopt(fd: int, factory: Any) -> Any:
     if family not in (socket.AF_INET, socket.AF_INET6):
         # Twisted shuts an adopted unix socket down and unlinks its path when it stops,
         # which would take it from every other holder too.
-        raise ValueError(f"fd {fd} is a {family.name} socket; a TCP listening socket is needed")
+        raise ValueError(f"fd {fd} is not a TCP socket ({family.name}); a TCP listening socket is needed")
     os.set_blocking(fd, False)
     port = reactor.adoptStreamPort(fd, family, factory)  # type: ignore[attr-defined]
     os.close(fd)  # the port holds its own duplicate
