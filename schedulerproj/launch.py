@@ -185,9 +185,12 @@ def send_reload() -> int:
     except (FileNotFoundError, ValueError):
         print(f"no `make run` on port {_port()} ({path} is missing)", file=sys.stderr)
         return 1
+    cmdline = Path(f"/proc/{pid}/cmdline")  # where there is /proc: a stale file's pid may be reused
     try:
+        if cmdline.parent.parent.exists() and b"schedulerproj.launch" not in cmdline.read_bytes():
+            raise ProcessLookupError
         os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
+    except (ProcessLookupError, FileNotFoundError):
         print(f"no `make run` on port {_port()} (pid {pid} in {path} is gone)", file=sys.stderr)
         return 1
     print(f"reloading `make run` on port {_port()} (pid {pid}); its output shows the progress")
