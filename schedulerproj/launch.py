@@ -44,9 +44,20 @@ def pid_file(port: int) -> Path:
 
 
 def _embedded(directory: Path, *, append_only: bool):  # type: ignore[no-untyped-def]
+    """A private Redis, launched: ``until_ready()`` waits for it to answer."""
     from schedulerproj.embedded_redis import EmbeddedRedis
 
-    return EmbeddedRedis(directory, append_only=append_only).start()
+    return EmbeddedRedis(directory, append_only=append_only).launch()
+
+
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "schedulerproj.settings")
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        django.setup()
 
 
 def _dev_token() -> str:
@@ -77,10 +88,7 @@ def setup(*, dev_token: bool) -> str | None:
     """Migrate, collect static files when their sources changed, and with ``dev_token`` make
     sure of the development token (returned). In this process: a separate ``manage.py`` per
     step would cost a Python and Django start-up each."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "schedulerproj.settings")
-    import django
-
-    django.setup()
+    _django()
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connections
@@ -140,6 +148,9 @@ def run() -> int:
         if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_SENTINELS"):
             redis_server = _embedded(VAR_DIR / "redis", append_only=True)
             os.environ["REDIS_URL"] = redis_server.url
+        _django()  # while the private Redis starts (it reads its append-only file)
+        if redis_server is not None:
+            redis_server.until_ready()
         token = setup(dev_token=True)
         if supervisor.stopping:
             return 0
@@ -201,7 +212,7 @@ def exec_with_redis(command: list[str]) -> int:
     redis_server = None
     if not os.environ.get("REDIS_URL"):
         # A folder per run: several test runs on one machine do not share a server.
-        redis_server = _embedded(VAR_DIR / f"redis-exec-{os.getpid()}", append_only=False)
+        redis_server = _embedded(VAR_DIR / f"redis-exec-{os.getpid()}", append_only=False).until_ready()
         os.environ["REDIS_URL"] = redis_server.url
     try:
         return subprocess.call(command, cwd=BASE_DIR)
