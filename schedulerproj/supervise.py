@@ -94,7 +94,8 @@ class Supervisor:
         self.reload_wanted = False
         say("reload: setting up")
         if subprocess.run([PYTHON, "-m", "schedulerproj.launch", "setup"], cwd=BASE_DIR).returncode != 0:
-            say("reload: set-up failed; the running processes stay")
+            if not self.stopping:
+                say("reload: set-up failed; the running processes stay")
             return False
         for index in range(len(self.sockets)):
             process, ready = self.spawn_server(index)
