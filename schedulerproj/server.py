@@ -1,10 +1,12 @@
-"""Our entry point around daphne's server: ``python -m schedulerproj.server --port 5010``.
+"""Our entry point around daphne's server: ``python -m schedulerproj.server --port 5010``
+(or ``--fd N``: serve a listening socket inherited from ``make run``'s launcher or systemd).
 
 Why not ``daphne`` itself: its command line drops every socket after 24 h and installs signal
 handlers that stop the reactor at once. Here sockets live as long as their peers want, frames
 over ``SCHEDULER_MAX_FRAME_BYTES`` reach the consumer (which closes with 1009 instead of
 autobahn dropping the connection), uvloop drives the event loop, and SIGTERM stops listening,
-closes node sockets with 1012 (nodes reconnect elsewhere) and then exits.
+closes node sockets with 1012 (nodes reconnect elsewhere) and then exits. Once it accepts, it
+says ``READY=1`` to ``NOTIFY_SOCKET`` when that is set (schedulerproj/handoff.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5010")))
+    parser.add_argument("--fd", type=int, help="serve this inherited listening socket instead of binding")
     args = parser.parse_args(argv)
 
     # The loop policy must be set before Twisted's asyncio reactor creates its loop.
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from dispatch.config import pools_ensure_published
     from dispatch.sockets import live_sockets
     from schedulerproj.asgi import application
+    from schedulerproj.handoff import adopt, notify_ready
     from schedulerproj.lifecycle import sessions_keep_alive, sockets_notify, store_watch
 
     class SchedulerWebSocketProtocol(ws_protocol.WebSocketProtocol):
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             host=args.host, port=args.port, max_frame_bytes=settings.SCHEDULER_MAX_FRAME_BYTES, name="scheduler"
         ),
     )
+    if args.fd is not None:  # no port of its own: the inherited socket, once daphne has made its factory
+        server.endpoints = []
+        server.ready_callable = lambda: server.listen_success(adopt(args.fd, server.http_factory))
 
     stopping = False
 
@@ -129,11 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         reactor.callFromThread(shut_down)
 
+    reactor.callWhenRunning(notify_ready)
     reactor.callWhenRunning(lambda: asyncio.ensure_future(store_watch()))
     reactor.callWhenRunning(lambda: asyncio.ensure_future(sessions_keep_alive()))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("listening", extra={"code": f"{args.host}:{args.port}"})
+    log.info("listening", extra={"code": f"fd {args.fd}" if args.fd is not None else f"{args.host}:{args.port}"})
     server.run()
     sys.exit(0)
 

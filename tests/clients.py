@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -230,3 +231,35 @@ async def eventually(condition: Callable[[], bool], timeout: float = RECV_TIMEOU
         if loop.time() > deadline:
             raise TimeoutError("condition never held")
         await asyncio.sleep(0.02)
+
+
+class OneRetryNode:
+    """Reconnects the way the real node agent does: once, ``RETRY_S`` after its socket closes,
+    registering again with the id it was given; if that attempt fails (refused, no handshake)
+    it never tries again. Its register frame is the agent's own, recorded."""
+
+    RETRY_S = 5.0
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+        self.frame = copy.deepcopy(recorded("transcript_reconnect.jsonl")[0]["msg"])
+        self.acks: list[dict[str, Any]] = []
+        self.close_codes: list[int | None] = []
+        self.gave_up: BaseException | None = None  # why the one retry failed
+        self.node: FakeNode | None = None
+
+    async def register(self) -> dict[str, Any]:
+        self.node = await FakeNode.connect(self.base, self.token)
+        ack = await self.node.register(dict(self.frame, node_id=self.acks[-1]["node_id"] if self.acks else None))
+        self.acks.append(ack)
+        return ack
+
+    async def live(self) -> None:
+        """After each close, the one retry; returns when a retry fails."""
+        while self.node is not None:
+            self.close_codes.append(await self.node.closed(timeout=3600))
+            await asyncio.sleep(self.RETRY_S)
+            try:
+                await self.register()
+            except (OSError, TimeoutError, websockets.WebSocketException) as error:
+                self.gave_up, self.node = error, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,3 +112,100 @@ class Stack:
                     worker.wait(10)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+
+
+class Launcher:
+    """``make run`` itself (``python -m schedulerproj.launch run``) on its own port and var
+    folder, with the test run's Redis and key ``prefix``; its database is SQLite in that folder.
+    Its output goes to ``var/launcher.log`` (read by ``wait_for``)."""
+
+    def __init__(self, prefix: str, var_dir: Path, *, workers: int = 1, **env: Any) -> None:
+        self.var_dir = var_dir
+        self.ports = free_ports(workers)
+        self.env = {
+            **{key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "PORT", "WORKERS")},
+            "HOST": "127.0.0.1",
+            "PORT": str(self.ports[0]),
+            "WORKERS": str(workers),
+            "SCHEDULER_VAR_DIR": str(var_dir),
+            "SCHEDULER_REDIS_PREFIX": prefix,
+            "LOG_LEVEL": os.environ.get("TEST_SERVER_LOG_LEVEL", "WARNING"),
+            **{key: str(value) for key, value in env.items()},
+        }
+        self.log = var_dir / "launcher.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start it; the seconds from start to its first HTTP answer (``/healthz``)."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "schedulerproj.launch", "run"], cwd=BASE_DIR, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = started + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.http()}/healthz", timeout=30) as response:
+                    if response.status == 200:
+                        return time.monotonic() - started
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"make run did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, line: str, count: int = 1, timeout: float = 60) -> None:
+        """Until ``line`` has appeared ``count`` times in its output."""
+        deadline = time.monotonic() + timeout
+        while self.output().count(line) < count:
+            if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                raise TimeoutError(f"no {line!r} (x{count}) from make run:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def reload(self) -> None:
+        """``make reload`` (the command it runs), then wait until the launcher has replaced its processes."""
+        done = self.output().count("reload: done")
+        subprocess.run([sys.executable, "-m", "schedulerproj.launch", "reload"], cwd=BASE_DIR, env=self.env, check=True)
+        self.wait_for("reload: done", done + 1)
+
+    def pid_file(self) -> Path:
+        return self.var_dir / f"run-{self.ports[0]}.pid"
+
+    def dev_token(self) -> str:
+        return (self.var_dir / "dev_node_token").read_text().strip()
+
+    def ws(self, index: int = 0) -> str:
+        return f"ws://127.0.0.1:{self.ports[index]}"
+
+    def http(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}"
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` consecutive free ports (``make run`` serves ``PORT``..``PORT+WORKERS-1``)."""
+    while True:
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first + 1, first + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return list(range(first, first + count))
