@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from django.conf import settings
     from twisted.internet import reactor
 
+    from dispatch.loop_lag import loop_watch
     from dispatch.services import pools_ensure_published, store_watch
     from dispatch.sockets import live_sockets, sessions_keep_alive, sockets_notify
     from schedulerproj.asgi import application
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
 
     reactor.callWhenRunning(lambda: asyncio.ensure_future(store_watch()))
     reactor.callWhenRunning(lambda: asyncio.ensure_future(sessions_keep_alive()))
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(loop_watch()))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", extra={"code": f"{args.host}:{args.port}"})
