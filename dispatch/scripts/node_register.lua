@@ -24,6 +24,7 @@ redis.call('PERSIST', nkey)
 redis.call('PERSIST', k('node', node_id, 'times'))
 redis.call('HSET', nkey,
   'status', status, 'token', token, 'channel', channel, 'caps', ARGV[6], 'pools', ARGV[7],
+  'pools_sig', redis.sha1hex(ARGV[7]),  -- the fleet summary groups nodes by it (their pools read once)
   'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],
   'registered_ms', now, 'last_seen_ms', now,
   'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13])
