@@ -84,13 +84,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-async def _scan() -> list[Row]:
-    """Every node record, a slice at a time (``fleet_slice.lua``); sorted by node id. Ids whose
-    record expired (offline for long) are forgotten, a slice at a time too."""
+async def _scan(*, with_caps: bool) -> list[Row]:
+    """Every node record, a slice at a time (``fleet_slice.lua``; caps only ``with_caps``);
+    sorted by node id. Ids whose record expired (offline for long) are forgotten, a slice at a
+    time too."""
     found: dict[str, Row] = {}
     cursor = "0"
     while True:
-        reply = await store.run("fleet_slice", cursor, SLICE)
+        reply = await store.run("fleet_slice", cursor, SLICE, "1" if with_caps else "0")
         cursor, flat = str(reply[0]), reply[1:]
         gone = []
         for i in range(0, len(flat), 9):
@@ -279,11 +280,11 @@ async def summary_compute(name: str) -> dict[str, Any]:
     pipe.zremrangebyscore(keys.fleet_views_wanted(), "-inf", int(time.time() * 1000) - WANTED_FOR_S * 1000)
     pipe.zrevrange(keys.fleet_views_wanted(), 0, MAX_VIEWS - 1)
     counters, config_raw, _, wanted = await pipe.execute()
-    rows = await _scan()
+    views = [DEFAULT_VIEW] + [view for view in map(View.from_wanted, wanted) if view is not None]
+    rows = await _scan(with_caps=any(view.pair for view in views))
     pools_of = await _pools_of(client, rows)
     config = PoolConfig.from_json(config_raw) if config_raw else None
     activity = await _activity(client, now_ms)
-    views = [DEFAULT_VIEW] + [view for view in map(View.from_wanted, wanted) if view is not None]
     totals = _totals(rows)
     summary: dict[Any, str | int | float] = {
         "at_ms": now_ms,
@@ -306,10 +307,18 @@ async def summary_compute(name: str) -> dict[str, Any]:
 
 
 async def summary_claimed(name: str) -> bool:
-    """Compute the summary when no worker copy has within the interval; whether this one did."""
-    if not await store.async_client().set(keys.fleet_claim(), name, nx=True, px=SUMMARY_EVERY_MS):
+    """Compute the summary when no worker copy has within the interval; whether this one did.
+    A pass that took more than a fifth of the interval holds the claim four times as long as it
+    took, so the summary never keeps a worker and Redis busy more than a fifth of the time
+    (a fleet far past 10,000 nodes, or a starved machine, gets a slower summary instead)."""
+    client = store.async_client()
+    if not await client.set(keys.fleet_claim(), name, nx=True, px=SUMMARY_EVERY_MS):
         return False
+    started = time.perf_counter()
     await summary_compute(name)
+    took_ms = (time.perf_counter() - started) * 1000
+    if took_ms * 5 > SUMMARY_EVERY_MS:
+        await client.pexpire(keys.fleet_claim(), int(took_ms * 4))
     return True
 
 

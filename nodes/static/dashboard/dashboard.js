@@ -190,7 +190,7 @@
     $("summary-note").textContent = snapshot.summary_note;
     drawTotals(snapshot);
     drawPoolFilter(snapshot);
-    const empty = snapshot.totals.node_count === 0;
+    const empty = snapshot.summary_at_ms > 0 && snapshot.totals.node_count === 0;  // a summary says so
     $("empty-state").hidden = !empty;
     $("nodes-block").hidden = empty;
     drawNodes(snapshot);
