@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,8 +38,10 @@ SUMMARY_STALE_S = 5  # older than this, the page says no worker seems to be runn
 # --- One frame -----------------------------------------------------------------------------------
 
 
-def _pairs_text(caps: dict[str, list[str]]) -> tuple[int, str]:
-    pairs = sorted(served_pairs(NodeCaps.from_json(caps), with_tts=False))
+@lru_cache(maxsize=256)
+def _pairs_text(asr: tuple[str, ...], semantic: tuple[str, ...]) -> tuple[int, str]:
+    """How many pairs a node serves, and them in words (alike nodes: computed once)."""
+    pairs = sorted(served_pairs(NodeCaps.from_json({"asr": asr, "semantic": semantic}), with_tts=False))
     if len(pairs) <= PAIRS_LISTED:
         return len(pairs), ", ".join(f"{s}→{t}" for s, t in pairs)
     languages = sorted({lang for pair in pairs for lang in pair})
@@ -51,13 +54,18 @@ def _number(value: Any) -> float | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _admin_pools(pools: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in pools if not selectors.is_auto_pool(name))
+
+
 def _node_row(node: selectors.NodeLoad, now_ms: int) -> dict[str, Any]:
-    pair_count, pairs_text = _pairs_text(node.caps)
-    admin_pools = [name for name in node.pools if not selectors.is_auto_pool(name)]
+    pair_count, pairs_text = _pairs_text(tuple(node.caps.get("asr", ())), tuple(node.caps.get("semantic", ())))
+    admin_pools = _admin_pools(node.pools)
     return {
         "id": node.node_id,
         "status": node.status,
-        "pools": admin_pools,
+        "pools": list(admin_pools),
         "auto_pools": len(node.pools) - len(admin_pools),
         "pairs": pair_count,
         "pairs_text": pairs_text,
