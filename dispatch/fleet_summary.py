@@ -3,10 +3,10 @@ copy that claims it (``SET NX PX``), read by every dashboard frame and every ``/
 (``dispatch.fleet``). An observation, not state: no decision reads it.
 
 A pass reads every node record in slices (``fleet_slice.lua``: an SSCAN step and its nodes'
-fields, one round trip each), so Redis never runs one long command for it. Per-pool figures come from grouping nodes by their
-``pools_sig`` (a hash of their pools, written with the pools by ``node_register.lua`` and
-``node_pools.lua``): a fleet of alike nodes is a handful of groups, so the cost is the nodes
-plus pools × distinct pool sets, not nodes × pools. It also writes the node-table views that
+fields, one round trip each), so Redis never runs one long command for it. Per-pool figures
+come from grouping nodes by their ``pools_sig`` (a hash of their pools, written with the pools
+by ``node_register.lua`` and ``node_pools.lua``): a fleet of alike nodes is a handful of
+groups, so the cost is the nodes plus pools × distinct pool sets, not nodes × pools. It also writes the node-table views that
 viewers asked for in the last few seconds (``fleet.View``), and takes the load sample.
 """
 
