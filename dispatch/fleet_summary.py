@@ -34,7 +34,7 @@ log = logging.getLogger("dispatch.fleet_summary")
 
 SUMMARY_EVERY_MS = 1000  # at most one pass per this long, whichever copy claims it
 CLAIM_EVERY_S = 0.25  # how often each worker copy tries the claim
-SLICE = 200  # node records read per round trip (about a millisecond of Redis each)
+SLICE = 100  # node records read per round trip (under a millisecond of Redis each)
 KEEP_S = 60  # the summary and its views outlive a stopped worker this long
 CACHE_LIMIT = 4096
 
