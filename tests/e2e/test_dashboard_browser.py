@@ -34,6 +34,8 @@ return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr')).map((tr
 });
 """
 
+ORDER_JS = "return Array.from(document.querySelectorAll('#nodes tbody tr')).map((tr) => tr.dataset.nodeId);"
+
 SOCKET_CLOSE_JS = """
 const done = arguments[arguments.length - 1];
 const socket = new WebSocket('ws://' + location.host + '/ws/dashboard');
@@ -223,6 +225,18 @@ async def test_staff_watch_the_fleet_drain_a_node_and_look_up_a_job(stack, node_
     pools = await page.call(page.rows, "#pools")
     assert pools["auto:zh-en"]["ready_nodes"] == "2" and pools["auto:zh-en"]["slots"] == "6/6"
     assert pools["auto:zh-en"]["p50_ms"] != "—" and pools["auto:zh-en"]["no_available"] == "0"
+
+    # the node table is sorted by the server: by failures, most first, then narrowed to a pair
+    failing = next(i for i in ids if failed[i])
+    await page.call(chromium.execute_script, "document.querySelector('#nodes th[data-sort=failed]').click();")
+    await page.wait(lambda d: d.execute_script(ORDER_JS)[:1] == [failing], "the node that failed first")
+    assert await page.call(page.text, "#page-info") == "page 1 of 1"
+    await page.call(chromium.execute_script, "const f = document.getElementById('filter-pair');"
+                    "f.value = 'fr>de'; f.dispatchEvent(new Event('input'));")
+    await page.wait(lambda d: d.execute_script(ORDER_JS) == [ids[2]], "only the node serving fr→de")
+    await page.call(chromium.execute_script, "const f = document.getElementById('filter-pair');"
+                    "f.value = ''; f.dispatchEvent(new Event('input'));")
+    await page.wait(lambda d: len(d.execute_script(ORDER_JS)) == 3, "every node again")
 
     # the drain button: the node shows draining and gets no new job
     drained = ids[1]
