@@ -1,5 +1,5 @@
 """The pool admin: pools with their language rules inline, each pool's live members shown
-read-only (a count and the first few: a pool may have 10,000), a "who would serve this pair now"
+read-only (a count and 20 of them: a pool may have 10,000), a "who would serve this pair now"
 preview (a sample of each big pool), and node slot overrides. Every committed change
 republishes live state."""
 
@@ -126,7 +126,7 @@ class PoolAdmin(AnnouncesChanges):
         shown = format_html_join(", ", "<code>{}</code>", ((m,) for m in members))
         if count <= len(members):
             return shown
-        return format_html("{} of them: {}, …", count, shown)
+        return format_html("{} members: {} and {} more", count, shown, count - len(members))
 
 
 @admin.register(NodeSlotOverride)

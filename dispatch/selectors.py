@@ -43,8 +43,9 @@ def pool_members(name: str) -> list[str]:
 
 
 def pool_members_shown(name: str, limit: int = 20) -> tuple[int, list[str]]:
-    """How many dispatchable members a pool has, and up to ``limit`` of them, sorted (sync: the
-    admin). Bounded whatever the pool's size: SSCAN stops once it has enough."""
+    """How many dispatchable members a pool has, and up to ``limit`` of them (whichever SSCAN
+    meets first), sorted (sync: the admin). Bounded whatever the pool's size: SSCAN stops once
+    it has enough."""
     client = store.sync_client()
     count = int(client.scard(keys.pool(name)))
     shown: set[str] = set()
