@@ -1,6 +1,7 @@
 """The pool admin: pools with their language rules inline, each pool's live members shown
-read-only, a "who would serve this pair now" preview, and node slot overrides. Every committed
-change republishes live state."""
+read-only (a count and 20 of them: a pool may have 10,000), a "who would serve this pair now"
+preview (a sample of each big pool), and node slot overrides. Every committed change
+republishes live state."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from dispatch import selectors
 from pools.models import LanguageRule, NodeSlotOverride, Pool
@@ -61,6 +62,9 @@ class PairPreviewForm(forms.Form):
     def need(self) -> str:
         src, tgt = self.cleaned_data["src_lang"], self.cleaned_data["tgt_lang"]
         return two_way_need(src, tgt) if self.cleaned_data["two_way"] else one_way_need(src, tgt)
+
+
+LIVE_MEMBERS_SHOWN = 20
 
 
 @admin.register(Pool)
@@ -114,12 +118,15 @@ class PoolAdmin(AnnouncesChanges):
         if not pool.pk:
             return "—"
         try:
-            members = selectors.pool_members(pool.name)
+            count, members = selectors.pool_members_shown(pool.name, LIVE_MEMBERS_SHOWN)
         except Exception:  # the admin stays usable while Redis is down
             return "(live state unavailable)"
         if not members:
             return "none"
-        return format_html_join(", ", "<code>{}</code>", ((m,) for m in members))
+        shown = format_html_join(", ", "<code>{}</code>", ((m,) for m in members))
+        if count <= len(members):
+            return shown
+        return format_html("{} members: {} and {} more", count, shown, count - len(members))
 
 
 @admin.register(NodeSlotOverride)

@@ -135,3 +135,35 @@ def dispatch_latency(pool: str) -> str:
 def load_sample(second: int) -> str:
     """string (observation, TTL): the fleet's load as the worker saw it at that epoch second."""
     return f"{prefix()}:sample:{second}"
+
+
+def fleet() -> str:
+    """hash (observation): the fleet summary the worker computes once per interval for the
+    whole deployment: ``totals``, ``pools``, ``minutes`` (JSON each), ``at_ms``, ``passes``."""
+    return f"{prefix()}:fleet"
+
+
+def fleet_claim() -> str:
+    """string with a TTL: the worker copy computing the fleet summary this interval."""
+    return f"{prefix()}:fleet:claim"
+
+
+def fleet_view(digest: str) -> str:
+    """string (observation, TTL): the node ids of one node-table view (filters and sort), in
+    order, each padded to a fixed width, so a page is one GETRANGE."""
+    return f"{prefix()}:fleet:view:{digest}"
+
+
+def fleet_views_wanted() -> str:
+    """zset: node-table view (JSON of its filters and sort) → when a viewer last asked (ms)."""
+    return f"{prefix()}:fleet:wanted"
+
+
+def loop_lag(process: str) -> str:
+    """string (observation, TTL): a server process's event-loop lag histogram (JSON)."""
+    return f"{prefix()}:looplag:{process}"
+
+
+def loop_lags() -> str:
+    """zset: server process name → when its published loop-lag histogram runs out (ms)."""
+    return f"{prefix()}:looplags"

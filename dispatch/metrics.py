@@ -1,7 +1,9 @@
 """``/metrics``: Prometheus text, fleet-wide whichever process is scraped.
 
-Every number is read from Redis (the scripts' counters, the node records, the workers'
-liveness), so two processes scraped after the same traffic answer the same.
+Every number is read from Redis: the scripts' counters, the workers' liveness, the fleet
+summary the worker computes once per interval (nodes by status, slots), and each server
+process's published event-loop lag. So two processes scraped after the same traffic answer the
+same, and a scrape reads O(counters + processes), never every node.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterable
 
 from django.http import HttpRequest, HttpResponse
 
-from dispatch import selectors
+from dispatch import fleet, loop_lag
 
 # Upper bounds of the dispatch latency buckets, ms; the Lua side (_lib.lua DISPATCH_LE_MS)
 # counts into the same ones.
@@ -42,16 +44,30 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}"
 
 
-def metrics_text(fleet: selectors.Fleet) -> str:
+def _lag_family(lags: dict[str, loop_lag.LagHistogram]) -> list[str]:
+    name = "scheduler_event_loop_lag_seconds"
+    lines = [
+        f"# HELP {name} How late each tick of a server process's event loop ran"
+        f" (a {loop_lag.TICK_S * 1000:g} ms timer), by process.",
+        f"# TYPE {name} histogram",
+    ]
+    for process, histogram in sorted(lags.items()):
+        label = f'process="{_label(process)}"'
+        lines += [f'{name}_bucket{{{label},le="{le}"}} {count}' for le, count in histogram.cumulative()]
+        lines += [f"{name}_sum{{{label}}} {histogram.sum_s:g}", f"{name}_count{{{label}}} {histogram.count}"]
+    return lines
+
+
+def metrics_text(summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_lag.LagHistogram]) -> str:
     """The fleet in Prometheus text format (0.0.4)."""
-    counters = fleet.counters
+    counters = live.counters
     buckets, cumulative = [], 0
     for bound in DISPATCH_BUCKETS_MS:
         cumulative += counters.get(f"dispatch_le:{bound}", 0)
         buckets.append((f'_bucket{{le="{_seconds(bound)}"}}', cumulative))
     cumulative += counters.get("dispatch_le:inf", 0)
     buckets.append(('_bucket{le="+Inf"}', cumulative))
-    statuses = fleet.by_status(NODE_STATUSES)
+    statuses = {status: summary.node_counts().get(status, 0) for status in NODE_STATUSES}
     lines = [
         "# HELP scheduler_dispatch_seconds Time from an utterance's cut to its job being placed on a node"
         " (measured as the slot is reserved; its job_assign is sent right after).",
@@ -79,7 +95,7 @@ def metrics_text(fleet: selectors.Fleet) -> str:
     )
     lines += _family(
         "scheduler_slots", "gauge", "Job slots of connected nodes: in use, and in all.",
-        [('{state="used"}', fleet.slots_used), ('{state="total"}', fleet.slots_total)],
+        [('{state="used"}', summary.totals.get("slots_used", 0)), ('{state="total"}', summary.totals.get("slots_total", 0))],
     )
     lines += _family(
         "scheduler_node_full_total", "counter", "Dispatches that took a node's last free slot.",
@@ -95,15 +111,17 @@ def metrics_text(fleet: selectors.Fleet) -> str:
     )
     lines += _family(
         "scheduler_workers_alive", "gauge", "scheduler_worker copies that reported in the last few seconds.",
-        [("", fleet.workers_alive)],
+        [("", live.workers_alive)],
     )
-    lines += _family("scheduler_sessions", "gauge", "Open browser sessions.", [("", fleet.sessions)])
+    lines += _family("scheduler_sessions", "gauge", "Open browser sessions.", [("", live.sessions)])
     lines += _family(
         "scheduler_jobs_in_flight", "gauge", "Jobs placed or waiting for a node, not yet ended.",
-        [("", fleet.jobs_in_flight)],
+        [("", live.jobs_in_flight)],
     )
+    lines += _lag_family(lags)
     return "\n".join(lines) + "\n"
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(metrics_text(await selectors.fleet_snapshot()), content_type=CONTENT_TYPE)
+    (summary, live), lags = await fleet.fleet_scrape(), await loop_lag.loop_lags()
+    return HttpResponse(metrics_text(summary, live, lags), content_type=CONTENT_TYPE)

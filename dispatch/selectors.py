@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 from dispatch import keys, store
@@ -36,25 +37,25 @@ def node_record(node_id: str) -> dict[str, str]:
 
 
 def pool_members(name: str) -> list[str]:
-    """A pool's dispatchable members, sorted."""
+    """A pool's dispatchable members, sorted: every one (tests, small pools; the admin shows
+    :func:`pool_members_shown`)."""
     return sorted(store.decoded(store.sync_client().smembers(keys.pool(name))))
 
 
-def node_ids() -> list[str]:
-    return sorted(store.decoded(store.sync_client().smembers(keys.nodes())))
-
-
-def nodes_by_pool() -> dict[str, list[str]]:
-    """Every node's pools (as computed from its capabilities), keyed by pool."""
+def pool_members_shown(name: str, limit: int = 20) -> tuple[int, list[str]]:
+    """How many dispatchable members a pool has, and up to ``limit`` of them (whichever SSCAN
+    meets first), sorted (sync: the admin). Bounded whatever the pool's size: SSCAN stops once
+    it has enough."""
     client = store.sync_client()
-    found: dict[str, list[str]] = {}
-    for node_id in node_ids():
-        record: Any = store.decoded(client.hmget(keys.node(node_id), "pools", "status"))
-        if record[0] is None:
-            continue
-        for name in json.loads(record[0]):
-            found.setdefault(name, []).append(node_id)
-    return found
+    count = int(client.scard(keys.pool(name)))
+    shown: set[str] = set()
+    cursor = 0
+    for _ in range(limit):  # SSCAN may answer few at a time; never more than `limit` calls
+        cursor, batch = client.sscan(keys.pool(name), cursor, count=limit)
+        shown |= store.decoded(set(batch))
+        if cursor == 0 or len(shown) >= limit:
+            break
+    return count, sorted(shown)[:limit]
 
 
 async def need_covered(need: str) -> bool:
@@ -71,10 +72,11 @@ async def job_story(job_id: str) -> dict[str, str] | None:
     return story or None
 
 
-# --- The fleet: the dashboard, /metrics and the admin's pair preview --------------------------
+# --- Nodes as the dashboard shows them ------------------------------------------------------
 
 HISTORY_WINDOW_S = 15 * 60  # the dashboard's charts
 HISTORY_SAMPLE_S = 10  # one load sample per this many seconds (dispatch.history)
+# as fleet_rows.lua returns them
 NODE_FIELDS = ("status", "slots", "used", "caps", "pools", "load", "last_seen_ms", "jobs_done", "jobs_failed", "info")
 
 
@@ -87,7 +89,7 @@ class NodeLoad:
     slots: int
     used: int
     caps: dict[str, list[str]]
-    pools: list[str]
+    pools: tuple[str, ...]
     load: dict[str, Any]
     last_seen_ms: int
     jobs_done: int
@@ -99,46 +101,10 @@ class NodeLoad:
     def median_ms(self) -> float | None:
         return statistics.median(self.times_ms) if self.times_ms else None
 
-
-@dataclass(frozen=True)
-class Fleet:
-    """Every node's record and the fleet-wide counters, read at ``now_ms`` (Redis clock)."""
-
-    now_ms: int
-    nodes: list[NodeLoad]
-    counters: dict[str, int]
-    workers_alive: int
-    sessions: int
-    jobs_in_flight: int
-
     @property
-    def connected(self) -> list[NodeLoad]:
-        """The nodes with a socket (every status but offline)."""
-        return [node for node in self.nodes if node.status != "offline"]
-
-    @property
-    def slots_used(self) -> int:
-        return sum(node.used for node in self.connected)
-
-    @property
-    def slots_total(self) -> int:
-        return sum(node.slots for node in self.connected)
-
-    def by_status(self, statuses: tuple[str, ...]) -> dict[str, int]:
-        """How many nodes have each status (these first, even at 0)."""
-        counts = {status: 0 for status in statuses}
-        for node in self.nodes:
-            counts[node.status] = counts.get(node.status, 0) + 1
-        return counts
-
-    def mean_load(self, field: str) -> float | None:
-        """The mean of a reported ``resource_usage`` number over connected nodes that sent it."""
-        values = [
-            float(value)
-            for value in (node.load.get(field) for node in self.connected)
-            if isinstance(value, int | float) and not isinstance(value, bool)
-        ]
-        return round(sum(values) / len(values), 1) if values else None
+    def free(self) -> int:
+        """Slots a job could take now: none unless ready."""
+        return max(0, self.slots - self.used) if self.status == "ready" else 0
 
 
 def _int(raw: Any) -> int:
@@ -157,31 +123,22 @@ def _json_or(raw: Any, default: Any) -> Any:
         return default
 
 
-async def fleet_snapshot() -> Fleet:
-    """Read the whole fleet in two pipelined round trips (the dashboard does this once a
-    second, /metrics once a scrape; never on the dispatch path)."""
-    client = store.async_client()
-    pipe = client.pipeline(transaction=False)
-    pipe.time()
-    pipe.smembers(keys.nodes())
-    pipe.hgetall(keys.metrics())
-    pipe.zrange(keys.workers(), 0, -1, withscores=True)
-    pipe.zcard(keys.sessions())
-    pipe.zcard(keys.deadlines())
-    (seconds, micros), ids, counters, workers, sessions, in_flight = await pipe.execute()
-    now = int(seconds) * 1000 + int(micros) // 1000
-    node_ids = sorted(ids)
-    pipe = client.pipeline(transaction=False)
-    for node_id in node_ids:
-        pipe.hmget(keys.node(node_id), *NODE_FIELDS)
-        pipe.lrange(keys.node_times(node_id), 0, -1)
-    replies = await pipe.execute() if node_ids else []
+@lru_cache(maxsize=256)
+def _pools_decoded(raw: str) -> tuple[str, ...]:
+    """A node's pools as stored: alike nodes share the same text (about 270 names each), decoded once."""
+    return tuple(_json_or(raw, []))
+
+
+async def nodes_load(node_ids: list[str]) -> list[NodeLoad]:
+    """These nodes' records (the rows a page shows), in the same order, in one round trip
+    (``fleet_rows.lua``); a node whose record expired meanwhile is left out."""
+    if not node_ids:
+        return []
     nodes = []
-    for index, node_id in enumerate(node_ids):
-        values, times = replies[2 * index], replies[2 * index + 1]
-        record = dict(zip(NODE_FIELDS, values, strict=True))
-        if record["status"] is None:
-            continue  # its record expired (offline for more than 15 minutes)
+    for node_id, values in zip(node_ids, await store.run("fleet_rows", *node_ids), strict=True):
+        record = dict(zip(NODE_FIELDS, values[:-1], strict=True))
+        if not record["status"]:
+            continue
         nodes.append(
             NodeLoad(
                 node_id=node_id,
@@ -189,78 +146,16 @@ async def fleet_snapshot() -> Fleet:
                 slots=_int(record["slots"]),
                 used=_int(record["used"]),
                 caps=_json_or(record["caps"], {}),
-                pools=_json_or(record["pools"], []),
+                pools=_pools_decoded(record["pools"]),
                 load=_json_or(record["load"], {}),
                 last_seen_ms=_int(record["last_seen_ms"]),
                 jobs_done=_int(record["jobs_done"]),
                 jobs_failed=_int(record["jobs_failed"]),
-                times_ms=[_int(t) for t in times],
+                times_ms=[_int(t) for t in values[-1]],
                 info=_json_or(record["info"], {}),
             )
         )
-    return Fleet(
-        now_ms=now,
-        nodes=nodes,
-        counters={name: _int(value) for name, value in counters.items()},
-        workers_alive=sum(1 for _, until in workers if until > now),
-        sessions=int(sessions),
-        jobs_in_flight=int(in_flight),
-    )
-
-
-@dataclass(frozen=True)
-class PoolActivity:
-    """Jobs placed in a pool over the history window, and its recent dispatch latencies."""
-
-    placed_by_minute: dict[int, int]  # minute since the epoch → jobs placed
-    latencies_ms: list[int]  # the last 100 dispatch latencies, newest first
-
-    @property
-    def placed(self) -> int:
-        return sum(self.placed_by_minute.values())
-
-    def percentile_ms(self, q: float) -> int | None:
-        """Nearest-rank percentile of the recent latencies (q in 0..100)."""
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        rank = max(1, -(-len(ordered) * q // 100))
-        return ordered[int(rank) - 1]
-
-
-async def pools_activity(now_ms: int) -> tuple[dict[int, int], dict[str, PoolActivity]]:
-    """Jobs placed per minute over the history window (fleet-wide, by minute) and, for each
-    pool that placed a job in it, its activity."""
-    client = store.async_client()
-    last = now_ms // 60000
-    minutes = list(range(last - HISTORY_WINDOW_S // 60, last + 1))
-    pipe = client.pipeline(transaction=False)
-    for number in minutes:
-        pipe.hgetall(keys.minute(number))
-    per_minute = dict(zip(minutes, await pipe.execute(), strict=True))
-    totals = {number: _int(fields.get("placed")) for number, fields in per_minute.items()}
-    by_pool: dict[str, dict[int, int]] = {}
-    for number, fields in per_minute.items():
-        for name, count in fields.items():
-            if name.startswith("placed:"):
-                by_pool.setdefault(name.removeprefix("placed:"), {})[number] = _int(count)
-    pools = sorted(by_pool)
-    pipe = client.pipeline(transaction=False)
-    for name in pools:
-        pipe.lrange(keys.dispatch_latency(name), 0, -1)
-    latencies = await pipe.execute() if pools else []
-    return totals, {
-        name: PoolActivity(placed_by_minute=by_pool[name], latencies_ms=[_int(v) for v in values])
-        for name, values in zip(pools, latencies, strict=True)
-    }
-
-
-async def load_history(now_ms: int) -> list[dict[str, Any]]:
-    """The worker's load samples over the history window, oldest first."""
-    last = now_ms // 1000 // HISTORY_SAMPLE_S * HISTORY_SAMPLE_S
-    seconds = range(last - HISTORY_WINDOW_S, last + 1, HISTORY_SAMPLE_S)
-    raw = await store.async_client().mget([keys.load_sample(second) for second in seconds])
-    return [json.loads(item) for item in raw if item]
+    return nodes
 
 
 async def pools_configured() -> PoolConfig | None:
@@ -270,13 +165,30 @@ async def pools_configured() -> PoolConfig | None:
 
 
 async def session_job_ids(session_id: str) -> list[str]:
-    """A session's jobs, oldest first, while their stories can still exist."""
+    """A session's jobs, oldest first, while their stories can still exist (every one: tests
+    and short sessions; pages read :func:`session_jobs_page`)."""
     return cast(list[str], await store.async_client().zrange(keys.session_jobs(session_id), 0, -1))
 
 
-async def trace_session_ids(trace_id: str) -> list[str]:
-    """The sessions a trace id named (a browser's trace id names one session)."""
-    return sorted(cast(set[str], await store.async_client().smembers(keys.trace(trace_id))))
+async def session_jobs_page(session_id: str, *, offset: int, limit: int) -> tuple[int, list[str]]:
+    """How many jobs a session's index holds, and ``limit`` of them from ``offset``, oldest first."""
+    pipe = store.async_client().pipeline(transaction=False)
+    pipe.zcard(keys.session_jobs(session_id))
+    pipe.zrange(keys.session_jobs(session_id), offset, offset + limit - 1)
+    count, job_ids = await pipe.execute()
+    return int(count), cast(list[str], job_ids)
+
+
+async def trace_session_ids(trace_id: str, limit: int = 20) -> list[str]:
+    """The sessions a trace id named (a browser's trace id names one session), ``limit`` at most."""
+    found: set[str] = set()
+    cursor = 0
+    for _ in range(limit):
+        cursor, batch = await store.async_client().sscan(keys.trace(trace_id), cursor, count=limit)
+        found |= set(cast(list[str], batch))
+        if cursor == 0 or len(found) >= limit:
+            break
+    return sorted(found)[:limit]
 
 
 async def job_stories(job_ids: list[str]) -> list[dict[str, str]]:
@@ -301,11 +213,19 @@ class CandidateNode:
         return self.status == "ready" and not self.blocked and self.free > 0
 
 
+PREVIEW_MEMBERS = 50  # members shown per pool of a pair preview; a bigger pool shows a random sample
+
+
 @dataclass(frozen=True)
 class PoolPreview:
     pool: str
     strategy: str
-    members: list[CandidateNode]
+    members: list[CandidateNode]  # all of them, or a random sample of PREVIEW_MEMBERS
+    size: int  # how many dispatchable members the pool has
+
+    @property
+    def sampled(self) -> bool:
+        return self.size > len(self.members)
 
     @property
     def eligible(self) -> list[CandidateNode]:
@@ -313,8 +233,9 @@ class PoolPreview:
 
 
 def pair_preview(need: str) -> list[PoolPreview]:
-    """Who would serve a need now: its route's pools in order, each with its members and
-    their free slots (sync: the admin)."""
+    """Who would serve a need now: its route's pools in order, each with its member count and
+    up to ``PREVIEW_MEMBERS`` members (a random sample of a bigger pool, as a pick samples)
+    with their free slots (sync: the admin)."""
     client = store.sync_client()
     raw_route, auto = store.decoded(client.hmget(keys.routes(), need)), store.decoded(client.hget(keys.config(), "auto"))
     route: list[list[str]] = json.loads(raw_route[0]) if raw_route[0] else []
@@ -324,7 +245,11 @@ def pair_preview(need: str) -> list[PoolPreview]:
     now = int(seconds) * 1000 + int(micros) // 1000
     previews = []
     for name, strategy in route:
-        members = sorted(store.decoded(client.smembers(keys.pool(name))))
+        size = int(client.scard(keys.pool(name)))
+        if size <= PREVIEW_MEMBERS:
+            members = sorted(store.decoded(client.smembers(keys.pool(name))))
+        else:
+            members = sorted(store.decoded(client.srandmember(keys.pool(name), PREVIEW_MEMBERS)))
         pipe = client.pipeline(transaction=False)
         for node_id in members:
             pipe.hmget(keys.node(node_id), "status", "slots", "used", f"block:{name}")
@@ -340,7 +265,7 @@ def pair_preview(need: str) -> list[PoolPreview]:
                 )
             )
         candidates.sort(key=lambda c: (not c.eligible, -c.free, c.node_id))
-        previews.append(PoolPreview(pool=name, strategy=strategy, members=candidates))
+        previews.append(PoolPreview(pool=name, strategy=strategy, members=candidates, size=size))
     return previews
 
 

@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from dispatch import history, store
+from dispatch import fleet_summary, store
 from dispatch.jobs import jobs_handle_due
 from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
 from dispatch.sessions import sessions_expire
@@ -21,25 +21,25 @@ log = logging.getLogger("dispatch.worker")
 
 TICK_S = 0.25
 REVOKE_CHECK_EVERY_S = 2  # look again at recently revoked tokens' nodes (ticks in that second)
-PRUNE_EVERY_S = 60  # forget the ids of nodes whose record expired
 ALIVE_TTL_S = 5
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def worker_tick() -> None:
     """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
-    process died, move timed-out jobs on, and sample the fleet's load for the dashboard when
-    its time has come."""
-    await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
+    process died, move timed-out jobs on. (The fleet summary runs beside it,
+    ``fleet_summary.summary_loop``, and forgets the ids of nodes whose record expired.)"""
+    await store.run("worker_alive", worker_name(), ALIVE_TTL_S)
     await nodes_expire_leases()
     await sessions_expire()
     second = int(time.monotonic())
     if second % REVOKE_CHECK_EVERY_S == 0:
         await tokens_enforce_revoked()
-    if second % PRUNE_EVERY_S == 0:
-        await store.run("nodes_prune")
     while await jobs_handle_due() == 100:
         pass
-    await history.fleet_sample()
 
 
 async def worker_run() -> None:
@@ -48,6 +48,7 @@ async def worker_run() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("worker started")
+    summary = asyncio.ensure_future(fleet_summary.summary_loop(stop, worker_name()))
     store_down = False
     while not stop.is_set():
         try:
@@ -65,4 +66,5 @@ async def worker_run() -> None:
             await asyncio.wait_for(stop.wait(), TICK_S)
         except TimeoutError:
             pass
+    await summary
     log.info("worker stopped")

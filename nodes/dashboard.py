@@ -1,9 +1,11 @@
-"""The staff dashboard: what its page shows (a snapshot of the fleet, a job's story), and its
-socket ``/ws/dashboard``, which pushes a snapshot each second and takes drain/resume clicks.
+"""The staff dashboard's fleet page: what one frame shows, and its socket ``/ws/dashboard``,
+which pushes a frame each second and takes the page's view choices and drain/resume clicks.
 
-Everything shown is read from Redis by ``dispatch.selectors``; drains go through
-``dispatch.node_drain``. Staff only: others get close 4403; only the site's own
-origin may open the socket.
+A frame costs O(pools + rows shown) whatever the fleet's size: totals and pools come from the
+fleet summary the worker computes once per interval, the node table is one page of a view the
+worker keeps sorted (``dispatch.fleet``), and only that page's nodes are read. Drains go through
+``dispatch.nodes.node_drain``. Staff only: others get close 4403; only the site's own origin
+may open the socket.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +22,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from dispatch import selectors
+from dispatch import fleet, selectors
 from dispatch.nodes import UnknownNode, node_drain
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
@@ -29,15 +31,18 @@ from pools.rules import NodeCaps, served_pairs
 log = logging.getLogger("nodes.dashboard")
 
 PUSH_EVERY_S = 1.0
-STATUSES = ("ready", "registering", "draining", "offline")
+PUSH_SOON_S = 0.25  # while the worker has not written the view asked for yet
 PAIRS_LISTED = 6
+SUMMARY_STALE_S = 5  # older than this, the page says no worker seems to be running
 
 
-# --- The fleet snapshot ------------------------------------------------------------------------
+# --- One frame -----------------------------------------------------------------------------------
 
 
-def _pairs_text(caps: dict[str, list[str]]) -> tuple[int, str]:
-    pairs = sorted(served_pairs(NodeCaps.from_json(caps), with_tts=False))
+@lru_cache(maxsize=256)
+def _pairs_text(asr: tuple[str, ...], semantic: tuple[str, ...]) -> tuple[int, str]:
+    """How many pairs a node serves, and them in words (alike nodes: computed once)."""
+    pairs = sorted(served_pairs(NodeCaps.from_json({"asr": asr, "semantic": semantic}), with_tts=False))
     if len(pairs) <= PAIRS_LISTED:
         return len(pairs), ", ".join(f"{s}→{t}" for s, t in pairs)
     languages = sorted({lang for pair in pairs for lang in pair})
@@ -50,19 +55,25 @@ def _number(value: Any) -> float | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _admin_pools(pools: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in pools if not selectors.is_auto_pool(name))
+
+
 def _node_row(node: selectors.NodeLoad, now_ms: int) -> dict[str, Any]:
-    pair_count, pairs_text = _pairs_text(node.caps)
-    admin_pools = [name for name in node.pools if not selectors.is_auto_pool(name)]
+    pair_count, pairs_text = _pairs_text(tuple(node.caps.get("asr", ())), tuple(node.caps.get("semantic", ())))
+    admin_pools = _admin_pools(node.pools)
     return {
         "id": node.node_id,
         "status": node.status,
-        "pools": admin_pools,
+        "pools": list(admin_pools),
         "auto_pools": len(node.pools) - len(admin_pools),
         "pairs": pair_count,
         "pairs_text": pairs_text,
         "services": sorted(node.caps.get("services", [])),
         "used": node.used,
         "slots": node.slots,
+        "free": node.free,
         "cpu": _number(node.load.get("cpu_percent")),
         "gpu": _number(node.load.get("gpu_percent")),
         "gpu_mem": _number(node.load.get("gpu_mem_percent")),
@@ -75,215 +86,57 @@ def _node_row(node: selectors.NodeLoad, now_ms: int) -> dict[str, Any]:
     }
 
 
-def _pool_order(config: Any) -> dict[str, int]:
-    """Admin pools first, by priority then name (as routes walk them); then the rest by name."""
-    if config is None:
-        return {}
-    return {pool.name: index for index, pool in enumerate(config.enabled_pools)}
+def _summary_note(summary: fleet.Summary, now_ms: int) -> str:
+    if not summary.at_ms:
+        return "No fleet summary yet: node and pool figures appear once a scheduler_worker runs."
+    age_s = (now_ms - summary.at_ms) / 1000
+    if age_s > SUMMARY_STALE_S:
+        return f"The fleet summary is {age_s:.0f} s old: is a scheduler_worker running?"
+    return ""
 
 
-async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, Any]:
-    """What the dashboard shows now, narrowed to one pool and/or one node status."""
-    fleet = await selectors.fleet_snapshot()
-    (minutes, activity), samples, config = await asyncio.gather(
-        selectors.pools_activity(fleet.now_ms), selectors.load_history(fleet.now_ms), selectors.pools_configured()
-    )
-    counters = fleet.counters
-    order = _pool_order(config)
-    live = fleet.connected
-    names = set(order) | set(activity) | {name for node in live for name in node.pools}
-    names |= {name.removeprefix("no_available:") for name in counters if name.startswith("no_available:")}
-    last_minute = fleet.now_ms // 60000
-    pools = []
-    for name in sorted(names, key=lambda n: (order.get(n, len(order)), n)):
-        if pool and name != pool:
-            continue
-        members = [node for node in live if name in node.pools]
-        ready = [node for node in members if node.status == "ready"]
-        seen = activity.get(name, selectors.PoolActivity(placed_by_minute={}, latencies_ms=[]))
-        pools.append(
-            {
-                "name": name,
-                "admin": name in order,
-                "members": len(members),
-                "ready_nodes": len(ready),
-                "free": sum(max(0, node.slots - node.used) for node in ready),
-                "total": sum(node.slots for node in ready),
-                "jobs_per_min": seen.placed_by_minute.get(last_minute - 1, 0),
-                "jobs_15m": seen.placed,
-                "p50_ms": seen.percentile_ms(50),
-                "p95_ms": seen.percentile_ms(95),
-                "no_available": counters.get(f"no_available:{name}", 0),
-            }
-        )
-    nodes = [
-        _node_row(node, fleet.now_ms)
-        for node in fleet.nodes
-        if (not pool or pool in node.pools) and (not status or node.status == status)
-    ]
+async def dashboard_frame(view: fleet.View) -> dict[str, Any]:
+    """What the dashboard shows now: totals, pools (one pool when the view names one), one page
+    of the node table as the view sorts and filters it, and the last 15 minutes."""
+    read = await fleet.dashboard_read(view)
+    rows = await selectors.nodes_load(read.page.node_ids)
+    summary, live, now_ms = read.summary, read.live, read.live.now_ms
+    totals, counters = summary.totals, live.counters
+    pools = [pool for pool in summary.pools if not view.pool or pool["name"] == view.pool]
     return {
         "type": "snapshot",
-        "now_ms": fleet.now_ms,
-        "filters": {"pool": pool, "status": status},
-        "pool_names": sorted(names, key=lambda n: (order.get(n, len(order)), n)),
+        "now_ms": now_ms,
+        "summary_at_ms": summary.at_ms,
+        "summary_note": _summary_note(summary, now_ms),
+        "view": view.echo(),
+        "page": {
+            "index": view.page,
+            "size": view.size,
+            "rows": read.page.rows,
+            "pages": -(-read.page.rows // view.size),
+            "built": read.page.built,
+        },
+        "pool_names": [pool["name"] for pool in summary.pools],
         "totals": {
-            "sessions": fleet.sessions,
-            "nodes": fleet.by_status(STATUSES),
-            "node_count": len(fleet.nodes),
-            "jobs_in_flight": fleet.jobs_in_flight,
-            "workers_alive": fleet.workers_alive,
-            "slots_used": fleet.slots_used,
-            "slots_total": fleet.slots_total,
-            "cpu": fleet.mean_load("cpu_percent"),
+            "sessions": live.sessions,
+            "nodes": summary.node_counts(),
+            "node_count": totals.get("node_count", 0),
+            "jobs_in_flight": live.jobs_in_flight,
+            "workers_alive": live.workers_alive,
+            "slots_used": totals.get("slots_used", 0),
+            "slots_total": totals.get("slots_total", 0),
+            "cpu": totals.get("cpu"),
             "jobs_done": counters.get("jobs_result", 0) + counters.get("jobs_missing", 0),
             "jobs_failed": counters.get("jobs_error", 0),
             "jobs_cancelled": counters.get("jobs_cancelled", 0),
         },
-        "nodes": nodes,
+        "nodes": [_node_row(node, now_ms) for node in rows],
         "pools": pools,
         "history": {
             "window_s": selectors.HISTORY_WINDOW_S,
-            "load": samples,
-            "jobs": [{"t": number * 60000, "placed": count} for number, count in sorted(minutes.items())],
+            "load": read.samples,
+            "jobs": [{"t": number * 60000, "placed": count} for number, count in summary.minutes],
         },
-    }
-
-
-# --- A job's story -----------------------------------------------------------------------------
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "—"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-
-
-def _need_text(need: str) -> str:
-    if "~" in need:
-        a, b = need.split("~", 1)
-        return f"{a} ⇄ {b} (two-way)"
-    s, _, t = need.partition(">")
-    return f"{s} → {t}"
-
-
-def _candidates(raw: list[str]) -> list[dict[str, Any]]:
-    found = []
-    for item in raw:
-        node_id, _, free = item.rpartition("=")
-        found.append({"node": node_id, "free": int(free) if free.lstrip("-").isdigit() else free})
-    return found
-
-
-def _why(attempt: dict[str, Any], looked: list[dict[str, Any]]) -> str:
-    """Why this attempt went where it did, from what the dispatch script saw."""
-    reasons = []
-    for entry in looked:
-        if entry["pool"] == attempt["pool"]:
-            break
-        if entry["candidates"]:
-            checked = ", ".join(f"{c['node']} ({c['free']} free)" for c in entry["candidates"])
-            reasons.append(f"pool {entry['pool']} had no ready node with a free slot (checked {checked})")
-        else:
-            reasons.append(f"pool {entry['pool']} had no ready member")
-    chosen = next((entry for entry in looked if entry["pool"] == attempt["pool"]), None)
-    candidates = chosen["candidates"] if chosen else []
-    free = next((c["free"] for c in candidates if c["node"] == attempt["node"]), None)
-    strategy = attempt.get("strategy") or "random"
-    if strategy == "sticky" and candidates and candidates[0]["node"] == attempt["node"]:
-        pick = "the session's previous node, still ready with a free slot (sticky)"
-    elif strategy == "least_loaded":
-        pick = f"the most free slots among the {len(candidates)} sampled (least_loaded)"
-    elif strategy == "sticky":
-        pick = "a random node with a free slot: the session's previous node was not available (sticky)"
-    else:
-        pick = "the first node with a free slot in a random order (random)"
-    if free is not None:
-        pick += f", {free} free"
-    if attempt.get("attempt", 1) > 1:
-        pick += "; nodes that already had the job were skipped"
-    reasons.append(f"pool {attempt['pool']}: {pick}")
-    return "; ".join(reasons) + "."
-
-
-EVENT_TEXT = {
-    "timeout": "attempt {attempt} on {node} timed out ({code}); job_cancel timeout sent to it",
-    "lost": "{node} was lost during attempt {attempt} (socket closed or lease expired)",
-    "failed": "attempt {attempt} failed on {node} with {code}",
-}
-
-
-def _ending_text(ending: dict[str, Any], last_node: str | None) -> str:
-    kind = ending.get("kind")
-    node = ending.get("node")
-    if kind == "result":
-        text = f"translation_result from {node} (attempt {ending.get('attempt_id')})"
-    elif kind == "missing":
-        text = f"missing_result: {node} sent an empty result (attempt {ending.get('attempt_id')})"
-    elif kind == "cancelled":
-        return f"cancelled ({ending.get('reason', 'session closed')}); job_cancel sent to the node that held it"
-    elif kind == "error":
-        text = f"error {ending.get('code')}"
-        if ending.get("message"):
-            text += f": {ending['message']}"
-        return text
-    else:
-        return str(kind)
-    if node and last_node and node != last_node:
-        text += f"; a late answer of an earlier attempt won, job_cancel completed sent to {last_node}"
-    return text
-
-
-def story_told(story: dict[str, str]) -> dict[str, Any]:
-    """A job's story (as stored) in the terms the lookup page shows."""
-    cut_ms = int(story.get("cut_ms") or 0)
-
-    def after(ms: Any) -> int | None:
-        return int(ms) - cut_ms if ms and cut_ms else None
-
-    attempts = []
-    for attempt in json.loads(story.get("attempts") or "[]"):
-        looked = [
-            {"pool": entry.get("pool"), "candidates": _candidates(entry.get("candidates") or [])}
-            for entry in attempt.get("looked") or []
-        ]
-        attempts.append(
-            {
-                **attempt,
-                "looked": looked,
-                "why": _why(attempt, looked),
-                "at": _when(attempt.get("at_ms")),
-                "after_cut_ms": after(attempt.get("at_ms")),
-            }
-        )
-    events = [
-        {
-            **event,
-            "text": EVENT_TEXT.get(event.get("event", ""), "{event} on {node}").format_map(
-                {"attempt": "?", "node": "?", "code": "", **event}
-            ),
-            "after_cut_ms": after(event.get("at_ms")),
-        }
-        for event in json.loads(story.get("events") or "[]")
-    ]
-    ending = json.loads(story["ending"]) if story.get("ending") else None
-    last_node = attempts[-1]["node"] if attempts else None
-    route = json.loads(story.get("route") or "[]")
-    return {
-        "job_id": story.get("job_id"),
-        "session": story.get("session"),
-        "trace": story.get("trace"),
-        "utterance_index": story.get("utt"),
-        "need": story.get("need", ""),
-        "pair": _need_text(story.get("need", "")),
-        "route": [{"pool": entry[0], "strategy": entry[1]} for entry in route],
-        "cut": _when(cut_ms),
-        "attempts": attempts,
-        "nodes": [attempt["node"] for attempt in attempts],
-        "events": events,
-        "ending": ending,
-        "ending_text": _ending_text(ending, last_node) if ending else "not ended yet",
-        "ended": _when(int(story["ended_ms"])) if story.get("ended_ms") else "—",
-        "ended_after_ms": after(story.get("ended_ms")),
     }
 
 
@@ -320,9 +173,10 @@ class SameOriginOnly:
 
 
 class DashboardConsumer(FrameConsumer):
-    """Pushes ``dashboard_snapshot`` each second; takes ``{"type": "filter", "pool", "status"}``,
-    ``{"type": "drain" | "resume", "node_id"}``. The user was read at connect (the one
-    database query); handlers read Redis only."""
+    """Pushes ``dashboard_frame`` each second; takes ``{"type": "view", "page", "size", "sort",
+    "order", "status", "pool", "node", "pair"}`` (``fleet.View``) and ``{"type": "drain" |
+    "resume", "node_id"}``. The user was read at connect (the one database query); handlers
+    read Redis only."""
 
     ticker: asyncio.Task[None] | None = None
 
@@ -333,7 +187,7 @@ class DashboardConsumer(FrameConsumer):
             await self.close(code=CloseCode.FORBIDDEN)
             return
         self.staff = str(user.get_username())
-        self.filters = {"pool": "", "status": ""}
+        self.view = fleet.DEFAULT_VIEW
         self.ticker = asyncio.ensure_future(self.tick())
 
     async def disconnect(self, code: int) -> None:
@@ -342,18 +196,20 @@ class DashboardConsumer(FrameConsumer):
 
     async def tick(self) -> None:
         while True:
-            await self.push()
-            await asyncio.sleep(PUSH_EVERY_S)
+            built = await self.push()
+            await asyncio.sleep(PUSH_EVERY_S if built else PUSH_SOON_S)
 
-    async def push(self) -> None:
+    async def push(self) -> bool:
+        """Send a frame; whether its view was there (else the next one comes sooner)."""
         try:
-            frame = await dashboard_snapshot(**self.filters)
+            frame = await dashboard_frame(self.view)
         except redis.RedisError:
             frame = {"type": "notice", "level": "error", "message": "Redis is unreachable: the fleet cannot be read."}
         except Exception:  # a bug must not stop the page's updates for good
             log.exception("dashboard snapshot failed")
             frame = {"type": "notice", "level": "error", "message": "The fleet could not be read (see the server log)."}
         await self.send(text_data=json.dumps(frame))
+        return bool(frame.get("page", {}).get("built", True))
 
     async def notice(self, message: str, level: str = "info") -> None:
         await self.send(text_data=json.dumps({"type": "notice", "level": level, "message": message}))
@@ -366,11 +222,8 @@ class DashboardConsumer(FrameConsumer):
         except ValueError:
             frame = None
         kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind == "filter":
-            self.filters = {
-                "pool": str(frame.get("pool") or ""),
-                "status": str(frame.get("status") or "") if frame.get("status") in STATUSES else "",
-            }
+        if kind == "view":
+            self.view = fleet.View.parse(frame)
         elif kind in ("drain", "resume") and isinstance(frame.get("node_id"), str):
             try:
                 status = await node_drain(
@@ -385,6 +238,6 @@ class DashboardConsumer(FrameConsumer):
             log.info("dashboard %s", kind, extra={"node_id": frame["node_id"], "code": status})
             await self.notice(f"{frame['node_id']} is now {status}.")
         else:
-            await self.notice("Unknown request: send filter, drain or resume.", "error")
+            await self.notice("Unknown request: send view, drain or resume.", "error")
             return
         await self.push()

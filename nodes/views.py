@@ -11,9 +11,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from dispatch import selectors
-from nodes.dashboard import story_told
+from nodes.story import story_told
 
 LOOKUP_ID = re.compile(r"^[\w.:-]{1,200}$")
+JOBS_PER_PAGE = 50  # a session's jobs shown at once (a long session holds thousands)
 
 
 @staff_member_required
@@ -24,7 +25,8 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 async def job_lookup(request: HttpRequest) -> HttpResponse:
-    """``?job_id=`` goes to that job; ``?trace_id=`` or ``?session_id=`` lists a session's jobs."""
+    """``?job_id=`` goes to that job; ``?trace_id=`` or ``?session_id=`` lists a session's jobs,
+    ``JOBS_PER_PAGE`` at a time (``?page=``, oldest first)."""
     user = await request.auser()
     job_id = request.GET.get("job_id", "").strip()
     if job_id and LOOKUP_ID.match(job_id):
@@ -39,10 +41,16 @@ async def job_lookup(request: HttpRequest) -> HttpResponse:
         session_ids = [session_id]
     else:
         session_ids = []
+    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 0
+    pages = 0
     for sid in session_ids:
-        stories = await selectors.job_stories(await selectors.session_job_ids(sid))
-        jobs = [story_told(story) for story in stories]
-        sessions.append({"session_id": sid, "trace_id": jobs[0]["trace"] if jobs else trace_id or "", "jobs": jobs})
+        count, job_ids = await selectors.session_jobs_page(sid, offset=page * JOBS_PER_PAGE, limit=JOBS_PER_PAGE)
+        pages = max(pages, -(-count // JOBS_PER_PAGE))
+        jobs = [story_told(story) for story in await selectors.job_stories(job_ids)]
+        sessions.append({
+            "session_id": sid, "trace_id": jobs[0]["trace"] if jobs else trace_id or "", "jobs": jobs,
+            "count": count, "first": page * JOBS_PER_PAGE + 1, "last": page * JOBS_PER_PAGE + len(job_ids),
+        })
     context = {
         "staff_name": user.get_username(),
         "section": "jobs",
@@ -51,6 +59,9 @@ async def job_lookup(request: HttpRequest) -> HttpResponse:
         "asked": asked,
         "sessions": sessions,
         "found": any(s["jobs"] for s in sessions),
+        "page": page,
+        "previous_page": page - 1 if page > 0 else None,
+        "next_page": page + 1 if page + 1 < pages else None,
         "history_s": settings.SCHEDULER_JOB_HISTORY_S,
     }
     return render(request, "dashboard/jobs.html", context)

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
 
     from dispatch.config import pools_ensure_published
+    from dispatch.loop_lag import loop_watch
     from dispatch.sockets import live_sockets
     from schedulerproj.asgi import application
     from schedulerproj.handoff import adopt, notify_ready
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     reactor.callWhenRunning(notify_ready)
     reactor.callWhenRunning(lambda: asyncio.ensure_future(store_watch()))
     reactor.callWhenRunning(lambda: asyncio.ensure_future(sessions_keep_alive()))
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(loop_watch()))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", extra={"code": f"fd {args.fd}" if args.fd is not None else f"{args.host}:{args.port}"})

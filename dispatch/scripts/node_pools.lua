@@ -12,7 +12,8 @@ local pools = cjson.decode(ARGV[5])
 local status = v[1]
 if status ~= 'offline' then status = live_status(node_id, pools) end
 set_membership(node_id, decode_list(v[3]), pools, status)
-redis.call('HSET', nkey, 'pools', ARGV[5], 'status', status, 'slots', slots_for(node_id, v[4]))
+redis.call('HSET', nkey, 'pools', ARGV[5], 'pools_sig', redis.sha1hex(ARGV[5]), 'status', status,
+  'slots', slots_for(node_id, v[4]))
 if ARGV[6] ~= '' then
   redis.call('HSET', nkey, 'caps', ARGV[6])
   local pending = cjson.decode(redis.call('HGET', nkey, 'pending') or '{}')

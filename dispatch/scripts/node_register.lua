@@ -30,6 +30,7 @@ if apply then
   status = live_status(node_id, pools)
   set_membership(node_id, decode_list(old[4]), pools, status)
   redis.call('HSET', nkey, 'status', status, 'caps', ARGV[6], 'pools', ARGV[7], unpack(fields))
+  redis.call('HSET', nkey, 'pools_sig', redis.sha1hex(ARGV[7]))  -- the fleet summary groups nodes by it
   redis.call('HDEL', nkey, 'pending')
   redis.call('HINCRBY', nkey, 'capver', 1)
 end

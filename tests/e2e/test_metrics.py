@@ -1,9 +1,11 @@
 """/metrics on two real daphne processes after scripted traffic: both answer the same, exact,
-fleet-wide counts (everything is read from Redis, whichever process is scraped)."""
+fleet-wide counts (everything is read from Redis, whichever process is scraped), and each
+shows both processes' event-loop lag."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -140,6 +142,13 @@ async def test_two_processes_report_the_same_exact_fleet_counts(stack, node_toke
         await asyncio.sleep(0.2)
     text0, first = await sync_to_async(scrape)(server, 0)
     text1, second = await sync_to_async(scrape)(server, 1)
+    # Each process's loop-lag histogram grows with every tick: both scrapes list both processes,
+    # the rest is equal.
+    lag = "scheduler_event_loop_lag_seconds"
+    processes = {f'{{process="{socket.gethostname()}:{process.pid}"}}' for process in server.servers if process}
+    for samples in (first, second):
+        assert {name.removeprefix(f"{lag}_count") for name in samples if name.startswith(f"{lag}_count")} == processes
+    first, second = ({k: v for k, v in samples.items() if not k.startswith(lag)} for samples in (first, second))
     assert first == second
     assert {name: first[name] for name in EXPECTED} == EXPECTED
     assert len(holder.cancels) == 1 and holder.cancels[0]["reason"] == "session_closed"

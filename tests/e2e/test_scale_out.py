@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from dispatch import keys, selectors, store
+from dispatch import fleet, keys, selectors, store
 from tests.clients import FakeBrowser, FakeNode, eventually
 from tests.traffic import (
     Agent,
@@ -187,7 +187,7 @@ async def test_sessions_of_a_killed_process_are_closed_when_their_leases_run_out
     assert store.sync_client().exists(keys.session(killed)) == 0
     await asyncio.sleep(4.5)
     assert open_sessions() == {kept}
-    assert (await selectors.fleet_snapshot()).sessions == 1
+    assert (await fleet.fleet_live()).sessions == 1
     beats.cancel()
 
 

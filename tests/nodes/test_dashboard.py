@@ -1,9 +1,11 @@
 """The staff dashboard through the whole ASGI application, in this process, on the real Redis:
 who may see it, what its socket pushes, drain/resume from it, the admin's pair preview, and
-how a job's story is told."""
+how a job's story is told. The fleet summary the frames read is computed by the worker's own
+summary loop, run in this process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,8 +16,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 
-from dispatch import keys, selectors, store
-from nodes.dashboard import story_told
+from dispatch import fleet, fleet_summary, keys, selectors, store
+from nodes.story import story_told
 from pools.config import import_pools
 from schedulerproj.asgi import application
 from tests.clients import register_frame
@@ -88,6 +90,16 @@ async def sockets(published: str, transactional_db: None) -> AsyncIterator[Calla
             pass
 
 
+@pytest.fixture
+async def summarised(published: str) -> AsyncIterator[None]:
+    """The worker's fleet summary loop, in this process (claimed once a second, as in the worker)."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(fleet_summary.summary_loop(stop, "test-worker"))
+    yield
+    stop.set()
+    await task
+
+
 async def node_up(sockets: Callable[..., Socket], token: str, load: dict[str, Any], **register: Any) -> tuple[Socket, str]:
     node = sockets(Socket(f"/ws/node?token={token}", []))
     assert await node.connect()
@@ -148,7 +160,7 @@ async def test_socket_refuses_non_staff_with_4403_and_other_origins_at_the_hands
 # --- What it shows, and drains -----------------------------------------------------------------
 
 
-async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sockets, node_token):
+async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sockets, node_token, summarised):
     await sync_to_async(import_pools)({"pools": [{"name": "zh-en", "priority": 10, "pairs": [["zh", "en"]]}]})
     load_a = {"cpu_percent": 41.0, "gpu_percent": 77.0, "gpu_mem_percent": 60.0, "mem_percent": 33.0, "running_jobs": 2}
     load_b = {"cpu_percent": 5.0, "mem_percent": 12.0, "running_jobs": 0}
@@ -159,14 +171,15 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
 
     def both_reported(frame: dict[str, Any]) -> bool:
         rows = {row["id"]: row for row in frame.get("nodes", [])}
-        return {a, b} <= set(rows) and rows[a]["cpu"] == 41.0 and rows[b]["cpu"] == 5.0
+        counted = frame.get("totals", {}).get("nodes", {}).get("ready") == 2  # by a summary since
+        return {a, b} <= set(rows) and rows[a]["cpu"] == 41.0 and rows[b]["cpu"] == 5.0 and counted
 
     snapshot = await staff.expect(both_reported)
     row_a = next(row for row in snapshot["nodes"] if row["id"] == a)
     row_b = next(row for row in snapshot["nodes"] if row["id"] == b)
     assert row_a | {"heartbeat_age_s": 0} == {
         "id": a, "status": "ready", "pools": ["zh-en"], "auto_pools": 3, "pairs": 2, "pairs_text": "en→zh, zh→en",
-        "services": ["asr", "nmt", "tts"], "used": 0, "slots": 3, "cpu": 41.0, "gpu": 77.0, "gpu_mem": 60.0,
+        "services": ["asr", "nmt", "tts"], "used": 0, "slots": 3, "free": 3, "cpu": 41.0, "gpu": 77.0, "gpu_mem": 60.0,
         "mem": 33.0, "running_jobs": 2, "heartbeat_age_s": 0, "jobs_done": 0, "jobs_failed": 0, "median_ms": None,
     }
     assert row_b["pools"] == [] and row_b["auto_pools"] == 9 and row_b["slots"] == 2 and row_b["gpu"] is None
@@ -181,8 +194,10 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
     }
     assert pools["auto:fr-de"]["ready_nodes"] == 1 and pools["auto:fr-de"]["total"] == 2
 
-    await staff.send({"type": "filter", "pool": "zh-en", "status": ""})
-    narrowed = await staff.expect(lambda f: f.get("type") == "snapshot" and f["filters"]["pool"] == "zh-en")
+    assert snapshot["page"] == {"index": 0, "size": 50, "rows": 2, "pages": 1, "built": True}
+
+    await staff.send({"type": "view", "pool": "zh-en", "status": ""})
+    narrowed = await staff.expect(lambda f: f.get("type") == "snapshot" and f["view"]["pool"] == "zh-en" and f["page"]["built"])
     assert [row["id"] for row in narrowed["nodes"]] == [a]
     assert [pool["name"] for pool in narrowed["pools"]] == ["zh-en"]
 
@@ -193,11 +208,16 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
     assert control == {"type": "node_control", "command": "drain", "reason": control["reason"]}
     assert control["reason"].startswith("by staff-")
     assert (await node_a.recv())["command"] == "drained"
-    drained = await staff.expect(lambda f: f.get("type") == "snapshot" and f["nodes"] and f["nodes"][0]["status"] == "draining")
-    assert drained["pools"][0]["ready_nodes"] == 0 and selectors.pool_members("zh-en") == []
+    drained = await staff.expect(
+        lambda f: f.get("type") == "snapshot" and f["nodes"] and f["nodes"][0]["status"] == "draining"
+        and f["pools"][0]["ready_nodes"] == 0  # the next summary's figures
+    )
+    assert selectors.pool_members("zh-en") == [] and drained["totals"]["nodes"]["draining"] == 1
 
-    await staff.send({"type": "filter", "pool": "", "status": "draining"})
-    only = await staff.expect(lambda f: f.get("type") == "snapshot" and f["filters"]["status"] == "draining")
+    await staff.send({"type": "view", "pool": "", "status": "draining"})
+    only = await staff.expect(
+        lambda f: f.get("type") == "snapshot" and f["view"]["status"] == "draining" and f["page"]["rows"] == 1
+    )
     assert [row["id"] for row in only["nodes"]] == [a]
 
     await staff.send({"type": "resume", "node_id": a})
@@ -235,21 +255,21 @@ async def test_pair_preview_lists_the_route_and_who_has_a_free_slot(sockets, nod
     assert "No pool of the route has a ready node with a free slot now" in nobody
 
 
-async def test_a_worker_pass_says_it_is_alive_and_samples_the_load_once_per_slot(sockets, node_token):
+async def test_a_worker_pass_says_it_is_alive_and_a_summary_samples_the_load_once_per_slot(sockets, node_token):
     from dispatch import history
     from dispatch.worker import worker_tick
 
     load = {"cpu_percent": 30.0, "gpu_percent": 50.0, "mem_percent": 1.0, "running_jobs": 0}
     await node_up(sockets, node_token, load, langs=["zh", "en"], slots=3)
     await node_up(sockets, node_token, {**load, "cpu_percent": 10.0}, langs=["zh", "en"], slots=2)
-    assert (await selectors.fleet_snapshot()).workers_alive == 0
+    assert (await fleet.fleet_live()).workers_alive == 0
     slot = int(time.time()) // selectors.HISTORY_SAMPLE_S
     await worker_tick()
-    fleet = await selectors.fleet_snapshot()
-    assert fleet.workers_alive == 1
-    samples = await selectors.load_history(fleet.now_ms)
+    assert (await fleet.fleet_live()).workers_alive == 1
+    assert await fleet_summary.summary_claimed("test-worker")
+    samples = (await fleet.dashboard_read(fleet.DEFAULT_VIEW)).samples
     assert [(s["used"], s["total"], s["ready"], s["cpu"], s["gpu"]) for s in samples] == [(0, 5, 2, 20.0, 50.0)]
-    took = await history.fleet_sample()
+    took = await history.fleet_sample(await fleet_summary.summary_compute("another-copy"))
     if int(time.time()) // selectors.HISTORY_SAMPLE_S == slot:
         assert not took, "one sample per slot, whichever worker copy comes first"
     staff = sockets(dashboard_socket(await sync_to_async(login_cookie)(staff=True)))

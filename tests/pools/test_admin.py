@@ -3,6 +3,7 @@ live nodes in Redis before the response, and a pool's page shows its live member
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -137,6 +138,20 @@ def test_the_pool_list_shows_live_members(live: str, admin_client: Client) -> No
     member = register(["zh", "en"])
     add_pool(admin_client, "zh-en", [{"languages": "zh,en"}])
     assert member in admin_client.get("/admin/pools/pool/").content.decode()
+
+
+def test_a_big_pool_shows_its_count_and_a_bounded_few(live: str, admin_client: Client) -> None:
+    members = {register(["zh", "en"]) for _ in range(55)}
+    pool = add_pool(admin_client, "zh-en", [{"languages": "zh,en"}])
+
+    html = admin_client.get(f"/admin/pools/pool/{pool.pk}/change/").content.decode()
+    shown = set(re.findall(r"<code>(node-[0-9a-f]{8})</code>", html))
+    assert len(shown) == 20 and shown <= members and "55 members:" in html and "and 35 more" in html
+
+    preview = admin_client.get("/admin/pools/pool/preview/", {"src_lang": "zh", "tgt_lang": "en"}).content.decode()
+    rows = set(re.findall(r'class="member eligible" data-node="(node-[0-9a-f]{8})"', preview))
+    assert len(rows) == 50 and rows <= members, "a random 50 of the pool, as a pick samples"
+    assert "55 ready members; a random 50 of them" in preview
 
 
 def test_disabling_a_pool_in_the_admin_takes_its_nodes_out(live: str, admin_client: Client) -> None:

@@ -1,9 +1,14 @@
 // The fleet page: one socket (/ws/dashboard) pushes a snapshot each second; this draws it.
-// Filters are applied by the server (they go up the socket); sorting is done here.
+// The node table is paged, sorted and filtered by the server: the page's choice goes up the
+// socket ("view") and only that page comes down. The pools table is sorted here.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const sorts = { nodes: { key: "id", dir: 1 }, pools: { key: null, dir: 1 } };
+  const sorts = { pools: { key: null, dir: 1 } };
+  // what the node table shows; the first click on a column sorts it this way
+  const view = { page: 0, size: 50, sort: "id", order: "asc", status: "", pool: "", node: "", pair: "" };
+  const firstOrder = { id: "asc", free: "desc", used: "desc", failed: "desc", heartbeat: "desc" };
+  let typing = null;
   let socket = null;
   let retryMs = 500;
   let last = null;
@@ -32,15 +37,27 @@
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
   }
 
-  function sendFilters() {
-    send({ type: "filter", pool: $("filter-pool").value, status: $("filter-status").value });
+  function sendView() {
+    send(Object.assign({ type: "view" }, view));
+  }
+
+  function filtersChanged() {
+    view.pool = $("filter-pool").value;
+    view.status = $("filter-status").value;
+    view.node = $("filter-node").value.trim();
+    view.pair = $("filter-pair").value.trim();
+    view.page = 0;
+    sendView();
+  }
+
+  function typed() {
+    clearTimeout(typing);
+    typing = setTimeout(filtersChanged, 300);
   }
 
   function compare(key, dir) {
     return (a, b) => {
       let x = a[key], y = b[key];
-      if (Array.isArray(x)) x = x.length + (a.auto_pools || 0);
-      if (Array.isArray(y)) y = y.length + (b.auto_pools || 0);
       const xNone = x === null || x === undefined, yNone = y === null || y === undefined;
       if (xNone || yNone) return xNone === yNone ? 0 : xNone ? 1 : -1;
       if (typeof x === "number" && typeof y === "number") return (x - y) * dir;
@@ -66,7 +83,7 @@
   function drawNodes(snapshot) {
     const body = document.querySelector("#nodes tbody");
     body.replaceChildren();
-    for (const node of sorted(snapshot.nodes, "nodes")) {
+    for (const node of snapshot.nodes) {
       const tr = document.createElement("tr");
       tr.dataset.nodeId = node.id;
       tr.dataset.status = node.status;
@@ -78,6 +95,7 @@
       tr.appendChild(cell(node.pairs_text, { "data-col": "pairs", title: node.pairs + " pairs" }));
       tr.appendChild(cell(node.services.join(" "), { "data-col": "services" }));
       tr.appendChild(cell(node.used + "/" + node.slots, { "data-col": "slots", class: "num" }));
+      tr.appendChild(cell(node.free, { "data-col": "free", class: "num" }));
       tr.appendChild(cell(percent(node.cpu), { "data-col": "cpu", class: "num" }));
       tr.appendChild(cell(node.gpu === null ? "—" : percent(node.gpu) + (node.gpu_mem === null ? "" : " (mem " + percent(node.gpu_mem) + ")"),
         { "data-col": "gpu", class: "num" }));
@@ -102,8 +120,25 @@
       tr.appendChild(actions);
       body.appendChild(tr);
     }
-    $("nodes-count").textContent = "(" + snapshot.nodes.length + ")";
-    $("nodes-none").hidden = snapshot.nodes.length > 0;
+    const page = snapshot.page;
+    $("nodes-count").textContent = "(" + page.rows + ")";
+    $("nodes-none").hidden = !page.built || page.rows > 0;
+    $("nodes-preparing").hidden = page.built;
+    const pages = Math.max(1, page.pages);
+    $("page-info").textContent = "page " + (page.index + 1) + " of " + pages;
+    $("page-prev").disabled = page.index <= 0;
+    $("page-next").disabled = page.index + 1 >= pages;
+    if (page.built && page.index > 0 && page.index >= pages) {  // the view shrank under us
+      view.page = pages - 1;
+      sendView();
+    }
+  }
+
+  function drawSortHeaders() {
+    for (const th of document.querySelectorAll("#nodes th[data-sort]")) {
+      th.classList.remove("sorted-up", "sorted-down");
+      if (th.dataset.sort === view.sort) th.classList.add(view.order === "asc" ? "sorted-up" : "sorted-down");
+    }
   }
 
   function drawPools(snapshot) {
@@ -152,9 +187,10 @@
 
   function draw(snapshot) {
     last = snapshot;
+    $("summary-note").textContent = snapshot.summary_note;
     drawTotals(snapshot);
     drawPoolFilter(snapshot);
-    const empty = snapshot.totals.node_count === 0;
+    const empty = snapshot.summary_at_ms > 0 && snapshot.totals.node_count === 0;  // a summary says so
     $("empty-state").hidden = !empty;
     $("nodes-block").hidden = empty;
     drawNodes(snapshot);
@@ -174,7 +210,7 @@
     socket.onopen = () => {
       retryMs = 500;
       setConnection("live", "ok");
-      sendFilters();
+      sendView();
     };
     socket.onmessage = (event) => {
       const frame = JSON.parse(event.data);
@@ -192,6 +228,25 @@
     };
   }
 
+  function setupNodeSorting() {
+    for (const th of document.querySelectorAll("#nodes th[data-sort]")) {
+      th.addEventListener("click", () => {
+        const key = th.dataset.sort;
+        view.order = view.sort === key ? (view.order === "asc" ? "desc" : "asc") : firstOrder[key];
+        view.sort = key;
+        view.page = 0;
+        drawSortHeaders();
+        sendView();
+      });
+    }
+    drawSortHeaders();
+  }
+
+  function turnPage(by) {
+    view.page = Math.max(0, view.page + by);
+    sendView();
+  }
+
   function setupSorting(table) {
     for (const th of document.querySelectorAll("#" + table + " th[data-sort]")) {
       th.addEventListener("click", () => {
@@ -206,9 +261,13 @@
   }
 
   $("node-url").textContent = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/node?token=TOKEN";
-  $("filter-pool").addEventListener("change", sendFilters);
-  $("filter-status").addEventListener("change", sendFilters);
-  setupSorting("nodes");
+  $("filter-pool").addEventListener("change", filtersChanged);
+  $("filter-status").addEventListener("change", filtersChanged);
+  $("filter-node").addEventListener("input", typed);
+  $("filter-pair").addEventListener("input", typed);
+  $("page-prev").addEventListener("click", () => turnPage(-1));
+  $("page-next").addEventListener("click", () => turnPage(1));
+  setupNodeSorting();
   setupSorting("pools");
   connect();
 })();
