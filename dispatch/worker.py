@@ -15,6 +15,7 @@ import redis
 from dispatch import history, store
 from dispatch.jobs import jobs_handle_due
 from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
+from dispatch.rooms import rooms_expire
 from dispatch.sessions import sessions_expire
 
 log = logging.getLogger("dispatch.worker")
@@ -27,11 +28,12 @@ ALIVE_TTL_S = 5
 
 async def worker_tick() -> None:
     """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
-    process died, move timed-out jobs on, and sample the fleet's load for the dashboard when
-    its time has come."""
+    process died, close idle rooms, move timed-out jobs on, and sample the fleet's load for the
+    dashboard when its time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await nodes_expire_leases()
     await sessions_expire()
+    await rooms_expire()
     second = int(time.monotonic())
     if second % REVOKE_CHECK_EVERY_S == 0:
         await tokens_enforce_revoked()
