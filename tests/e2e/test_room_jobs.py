@@ -186,3 +186,27 @@ async def test_a_lost_ending_reaches_the_whole_group(stack, node_token):
     assert int(store.decoded(store.sync_client().hget(keys.metrics(), "recovered")) or 0) == 1
     for browser in english:
         assert endings(await browser.silent(0.5)) == []
+
+
+async def test_room_jobs_move_on_when_their_node_is_lost(stack, node_token):
+    """Both jobs of an utterance sit on a node that disconnects: each moves to another node
+    (attempt 2) and each group gets one ending."""
+    server = stack(servers=2, SCHEDULER_HEARTBEAT_INTERVAL_S=1, SCHEDULER_DISPATCH_WAIT_S=3)
+    first = await FakeNode.connect(server.ws(0), node_token)
+    await first.register(langs=["zh", "en", "de"])
+    speaker = await member(server.ws(1), "zh", "en")
+    english, german = await member(server.ws(0), "de", "en"), await member(server.ws(1), "en", "de")
+    await room_of(speaker, (english, {}), (german, {}))
+    await speaker.say()
+    held = [await first.expect("job_assign") for _ in range(2)]
+    spare = await FakeNode.connect(server.ws(1), node_token)
+    await spare.register(langs=["zh", "en", "de"])
+    await first.close()
+    moved = await answer(spare, 2)
+    assert {job["job_id"] for job in moved} == {job["job_id"] for job in held}
+    assert all(job["attempt_id"] == 2 for job in moved)
+    for browser, lang in ((english, "en"), (german, "de")):
+        assert (await browser.ending())["text_translated"] == f"hello in {lang}"
+        assert endings(await browser.silent(0.5)) == []
+    assert endings(await speaker.silent(0.1)) == []
+    assert jobs_in_flight() == 0 and used_slots(spare.node_id) == [0]
