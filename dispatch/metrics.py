@@ -102,6 +102,10 @@ def metrics_text(fleet: selectors.Fleet) -> str:
         "scheduler_jobs_in_flight", "gauge", "Jobs placed or waiting for a node, not yet ended.",
         [("", fleet.jobs_in_flight)],
     )
+    lines += _family("scheduler_rooms", "gauge", "Open rooms.", [("", counters.get("rooms", 0))])
+    lines += _family(
+        "scheduler_room_members", "gauge", "Members of open rooms.", [("", counters.get("room_members", 0))]
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@ the dashboard, a room code's jobs for the job lookup."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, cast
@@ -58,3 +59,9 @@ async def rooms_open(now_ms: int, limit: int = ROOMS_SHOWN) -> tuple[int, list[O
 async def room_job_ids(room_code: str) -> list[str]:
     """The jobs placed for a room code, oldest first, while their stories can still exist."""
     return cast(list[str], await store.async_client().zrange(keys.room_jobs(room_code), 0, -1))
+
+
+async def rooms_snapshot(now_ms: int) -> dict[str, Any]:
+    """Open rooms as the dashboard shows them (the most recently active first)."""
+    count, rooms = await rooms_open(now_ms)
+    return {"count": count, "shown": [dataclasses.asdict(room) for room in rooms]}

@@ -20,7 +20,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from dispatch import selectors
+from dispatch import room_selectors, selectors
 from dispatch.nodes import UnknownNode, node_drain
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
@@ -141,6 +141,7 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
         },
         "nodes": nodes,
         "pools": pools,
+        "rooms": await room_selectors.rooms_snapshot(fleet.now_ms),
         "history": {
             "window_s": selectors.HISTORY_WINDOW_S,
             "load": samples,

@@ -6,13 +6,17 @@ when nobody needs a translation, and a lost ending recovered for the whole group
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from dispatch import keys, selectors, store
 from tests.clients import FakeBrowser, FakeNode
 from tests.rooms import create, join, member
+from tests.staff import fetch, login_cookie
 from tests.traffic import is_ending, jobs_in_flight, used_slots
 
 pytestmark = pytest.mark.e2e
@@ -210,3 +214,41 @@ async def test_room_jobs_move_on_when_their_node_is_lost(stack, node_token):
         assert endings(await browser.silent(0.5)) == []
     assert endings(await speaker.silent(0.1)) == []
     assert jobs_in_flight() == 0 and used_slots(spare.node_id) == [0]
+
+
+async def test_staff_see_open_rooms_and_find_a_rooms_jobs(stack, node_token):
+    """The dashboard lists open rooms (code, members, languages, jobs in the last minute), the job
+    lookup finds a room's jobs by its code with each job's group, and /metrics counts rooms."""
+    from nodes.dashboard import dashboard_snapshot
+
+    server = stack(**SETTINGS)
+    staff = await sync_to_async(login_cookie)(staff=True)
+    node = await FakeNode.connect(server.ws(), node_token)
+    await node.register(langs=["zh", "en", "de"])
+    speaker = await member(server.ws(), "zh", "en")
+    english, german = await member(server.ws(), "de", "en"), await member(server.ws(), "en", "de")
+    code = await room_of(speaker, (english, {}), (german, {"display_name": "Grete"}))
+    await speaker.say()
+    jobs = await answer(node, 2)
+    await english.ending()
+    await german.ending()
+
+    rooms = (await dashboard_snapshot())["rooms"]
+    assert rooms["count"] == 1
+    [shown] = rooms["shown"]
+    assert (shown["code"], shown["members"], shown["languages"], shown["jobs_last_minute"]) == (
+        code, 3, ["de", "en"], 2
+    )
+    page = await sync_to_async(fetch)(f"{server.http()}/dashboard/jobs/?room_code={code}", staff)
+    assert page.status == 200
+    rows = dict(re.findall(r'<tr class="job" data-job-id="([^"]+)" data-group="([^"]*)">', page.body))
+    assert rows == {job["job_id"]: job["tgt_lang"] for job in jobs}
+    detail = await sync_to_async(fetch)(f"{server.http()}/dashboard/jobs/{jobs[0]['job_id']}/", staff)
+    assert f"{code}</a>, for the {jobs[0]['tgt_lang']} group" in html.unescape(detail.body)
+    metrics = (await sync_to_async(fetch)(f"{server.http()}/metrics")).body
+    assert "\nscheduler_rooms 1\n" in metrics and "\nscheduler_room_members 3\n" in metrics
+
+    await english.close()
+    await asyncio.sleep(0.5)
+    metrics = (await sync_to_async(fetch)(f"{server.http()}/metrics")).body
+    assert "\nscheduler_room_members 2\n" in metrics
