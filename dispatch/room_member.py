@@ -29,7 +29,16 @@ from dispatch.protocol import (
     RoomRefused,
 )
 from dispatch.room_jobs import RoomJob, room_deliver, room_plan, room_submit
-from dispatch.rooms import Member, room_create, room_join, room_leave, room_preference, room_relay, room_touch
+from dispatch.rooms import (
+    Joined,
+    Member,
+    room_create,
+    room_join,
+    room_leave,
+    room_preference,
+    room_relay,
+    room_touch,
+)
 from dispatch.sessions import SessionSpec
 
 log = logging.getLogger("dispatch.rooms")
@@ -76,13 +85,9 @@ class RoomMember:
                     preferred_lang=frame.preferred_lang,
                 )
                 if isinstance(frame, RoomCreate):
-                    joined = await room_create(member=member)
+                    await self.entered(await room_create(member=member))
                 else:
-                    joined = await room_join(room_code=frame.room_code, member=member)
-                self.code = joined.room_code
-                # the existing web client enters a room on room_create_ack, so a joiner gets it too
-                await self.socket.send_frame(protocol.room_create_ack(joined.room_code, joined.room_id))
-                await self.socket.send_frame(joined.members)
+                    await room_join(room_code=frame.room_code, member=member, on_joined=self.entered)
             elif isinstance(frame, RoomLeave):
                 await room_leave(room_code=frame.room_code, session_id=spec.session_id)
                 self.left(frame.room_code)
@@ -98,6 +103,12 @@ class RoomMember:
                 await self.relay(spec, frame)
         except RoomRefused as refused:
             await self.socket.send_frame(protocol.room_error(refused.code, refused.message))
+
+    async def entered(self, joined: Joined) -> None:
+        self.code = joined.room_code
+        # the existing web client enters a room on room_create_ack, so a joiner gets it too
+        await self.socket.send_frame(protocol.room_create_ack(joined.room_code, joined.room_id))
+        await self.socket.send_frame(joined.members)
 
     async def relay(self, spec: SessionSpec, frame: Relayed) -> None:
         if not await room_relay(frame=frame, sender=spec.session_id):

@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,16 +122,17 @@ async def room_create(*, member: Member) -> Joined:
     return Joined(room_code, room_id, room_members(room_code, entries_of(reply[1:])))
 
 
-async def room_join(*, room_code: str, member: Member) -> Joined:
-    """Join a room; the other members are told the new list."""
+async def room_join(*, room_code: str, member: Member, on_joined: Callable[[Joined], Awaitable[None]]) -> None:
+    """Join a room: ``on_joined`` answers the joiner, then the other members are told the new list."""
     check_code(room_code)
     reply = await store.run(
         "room_join", room_code, member.session_id, member.entry(), settings.SCHEDULER_ROOM_MAX_MEMBERS
     )
     if reply[0] != "ok":
         raise _refused(reply[0])
-    frame = await tell_members(room_code, entries_of(reply[2:]), skip=member.session_id)
-    return Joined(room_code, reply[1], frame)
+    entries = entries_of(reply[2:])
+    await on_joined(Joined(room_code, reply[1], room_members(room_code, entries)))
+    await tell_members(room_code, entries, skip=member.session_id)
 
 
 async def room_leave(*, room_code: str, session_id: str) -> None:

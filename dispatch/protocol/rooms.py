@@ -7,11 +7,14 @@ from __future__ import annotations
 import enum
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 ROOM_CODE = re.compile(r"^[0-9]{6}$")
+# Kept in Redis and sent to every member on each change: bounded.
+DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
+Language = Annotated[str, msgspec.Meta(max_length=35)]  # a BCP 47 tag's practical length
 
 
 class RoomErrorCode(enum.StrEnum):
@@ -41,14 +44,14 @@ class _RoomFrame(msgspec.Struct, tag_field="type", kw_only=True):
 
 class RoomCreate(_RoomFrame, tag="room_create"):
     client_ts: int | float | None = None
-    display_name: str | None = None
-    preferred_lang: str | None = None
+    display_name: DisplayName | None = None
+    preferred_lang: Language | None = None
 
 
 class RoomJoin(_RoomFrame, tag="room_join"):
     room_code: str
-    display_name: str | None = None
-    preferred_lang: str | None = None
+    display_name: DisplayName | None = None
+    preferred_lang: Language | None = None
 
 
 class RoomLeave(_RoomFrame, tag="room_leave"):

@@ -402,6 +402,8 @@ def test_room_frames_decode_without_a_session_id():
          "receive_raw_voice": "no"},
         {"type": "webrtc_offer", "room_code": "123456", "sdp": {}},
         {"type": "webrtc_ice", "room_code": "123456", "to": "s-1"},
+        {"type": "room_create", "display_name": "x" * 101},  # stored and sent to every member: bounded
+        {"type": "room_join", "room_code": "123456", "preferred_lang": "x" * 36},
     ],
 )
 def test_malformed_room_frames_are_refused_not_ignored(frame):
