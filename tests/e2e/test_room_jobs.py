@@ -252,3 +252,24 @@ async def test_staff_see_open_rooms_and_find_a_rooms_jobs(stack, node_token):
     await asyncio.sleep(0.5)
     metrics = (await sync_to_async(fetch)(f"{server.http()}/metrics")).body
     assert "\nscheduler_room_members 2\n" in metrics
+
+
+async def test_a_two_way_speakers_jobs_keep_its_route(stack, node_token):
+    """A two-way speaker's language is known only after recognition: every other member's
+    language gets a job, each a two-way job of the speaker's pair with the group's tgt_lang."""
+    server = stack(**SETTINGS)
+    node = await FakeNode.connect(server.ws(), node_token)
+    await node.register(langs=["zh", "en", "de"])
+    speaker = await member(server.ws(), "auto", "en", lang_a="zh", lang_b="en")
+    english, german = await member(server.ws(), "de", "en"), await member(server.ws(), "en", "de")
+    await room_of(speaker, (english, {}), (german, {}))
+    await speaker.say()
+    jobs = await answer(node, 2)
+    assert sorted(job["tgt_lang"] for job in jobs) == ["de", "en"]
+    assert {(job["src_lang"], job["mode"], job["lang_a"], job["lang_b"]) for job in jobs} == {
+        ("auto", "two_way_auto", "zh", "en")
+    }
+    stories = await selectors.job_stories([job["job_id"] for job in jobs])
+    assert {story["need"] for story in stories} == {"en~zh"}
+    assert (await english.ending())["text_translated"] == "hello in en"
+    assert (await german.ending())["text_translated"] == "hello in de"
