@@ -273,3 +273,25 @@ async def test_a_two_way_speakers_jobs_keep_its_route(stack, node_token):
     assert {story["need"] for story in stories} == {"en~zh"}
     assert (await english.ending())["text_translated"] == "hello in en"
     assert (await german.ending())["text_translated"] == "hello in de"
+
+
+async def test_a_room_utterance_counts_once_against_the_speakers_inflight_limit(stack, node_token):
+    """Its jobs hold one place until the last of them ends; utterances beyond the queue are
+    dropped with RATE_LIMITED to the speaker, as for any session."""
+    server = stack(SCHEDULER_SESSION_MAX_INFLIGHT=1, **SETTINGS)
+    node = await FakeNode.connect(server.ws(), node_token)
+    await node.register(langs=["zh", "en", "de"], slots=8)
+    speaker = await member(server.ws(), "zh", "en")
+    english, german = await member(server.ws(), "de", "en"), await member(server.ws(), "en", "de")
+    await room_of(speaker, (english, {}), (german, {}))
+    for index in range(3):
+        await speaker.utterance(index)
+    first = [await node.expect("job_assign") for _ in range(2)]
+    dropped = await speaker.expect("error")
+    assert (dropped["code"], dropped["utterance_index"]) == ("RATE_LIMITED", 2)
+    assert [f for f in await node.silent(0.5) if f["type"] == "job_assign"] == []  # utterance 1 waits
+    await node.send(node.result_for(first[0]))
+    assert [f for f in await node.silent(0.5) if f["type"] == "job_assign"] == []  # until both end
+    await node.send(node.result_for(first[1]))
+    second = [await node.expect("job_assign") for _ in range(2)]
+    assert {job["utterance_index"] for job in second} == {1}
