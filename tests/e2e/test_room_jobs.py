@@ -295,3 +295,32 @@ async def test_a_room_utterance_counts_once_against_the_speakers_inflight_limit(
     await node.send(node.result_for(first[1]))
     second = [await node.expect("job_assign") for _ in range(2)]
     assert {job["utterance_index"] for job in second} == {1}
+
+
+async def test_three_people_over_two_processes_each_hear_the_others_in_their_own_language(stack, node_token):
+    server = stack(servers=2, **SETTINGS)
+    node = await FakeNode.connect(server.ws(1), node_token)
+    await node.register(langs=["zh", "en", "de"], slots=8)
+    people = {
+        "zh": await member(server.ws(0), "zh", "en"),
+        "en": await member(server.ws(1), "en", "zh"),
+        "de": await member(server.ws(0), "de", "en"),
+    }
+    ack, _ = await create(people["zh"], preferred_lang="zh")
+    for lang in ("en", "de"):
+        await join(people[lang], ack["room_code"], preferred_lang=lang)
+    await asyncio.sleep(0.3)
+    for browser in people.values():
+        await browser.silent(0.05)
+
+    for lang, speaker in people.items():
+        await speaker.say()
+        jobs = await answer(node, 2)
+        assert {(job["src_lang"], job["tgt_lang"]) for job in jobs} == {
+            (lang, other) for other in people if other != lang
+        }
+        for other, listener in people.items():
+            if other != lang:
+                result = await listener.ending()
+                assert (result["session_id"], result["text_translated"]) == (speaker.session_id, f"hello in {other}")
+        assert endings(await speaker.silent(0.3)) == []
