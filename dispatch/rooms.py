@@ -72,7 +72,7 @@ class Joined:
 
 
 def check_code(room_code: str) -> None:
-    if not ROOM_CODE.match(room_code):
+    if not ROOM_CODE.fullmatch(room_code):
         raise RoomRefused(RoomErrorCode.INVALID_ROOM_CODE, "A room code is 6 digits.")
 
 
@@ -158,7 +158,7 @@ async def room_preference(*, room_code: str, session_id: str, target: str, recei
 async def room_relay(*, frame: Relayed, sender: str) -> bool:
     """Pass a WebRTC signalling frame to the member it names, when both are members of the room
     and the receiver has not refused the sender's raw voice. Returns False when dropped."""
-    if not ROOM_CODE.match(frame.room_code):
+    if not ROOM_CODE.fullmatch(frame.room_code):
         return False
     channel = await store.run("room_relay", frame.room_code, sender, frame.to)
     if not channel:

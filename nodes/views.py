@@ -53,7 +53,7 @@ async def job_lookup(request: HttpRequest) -> HttpResponse:
         jobs = [job_told(story) for story in stories]
         sessions.append({"session_id": sid, "trace_id": jobs[0]["trace"] if jobs else trace_id or "", "jobs": jobs})
     room_jobs = []
-    if room_code and ROOM_CODE.match(room_code):
+    if room_code and ROOM_CODE.fullmatch(room_code):
         room_jobs = [job_told(story) for story in await selectors.job_stories(await room_selectors.room_job_ids(room_code))]
     context = {
         "staff_name": user.get_username(),

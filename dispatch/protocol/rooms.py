@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-ROOM_CODE = re.compile(r"^[0-9]{6}$")
+ROOM_CODE = re.compile(r"[0-9]{6}")  # whole strings only: use fullmatch
 # Kept in Redis and sent to every member on each change: bounded.
 DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
 Language = Annotated[str, msgspec.Meta(max_length=35)]  # a BCP 47 tag's practical length

@@ -107,7 +107,7 @@ async def test_refusals(stack):
     await alice.send({"type": "room_join"})
     assert (await alice.expect("error"))["code"] == "INVALID_MESSAGE"  # room_code is required
 
-    for bad in ("12345", "1234567", "abcdef", ""):
+    for bad in ("12345", "1234567", "abcdef", "", "123456\n", "１２３４５６"):
         assert await room_error(alice, {"type": "room_join", "room_code": bad}) == "INVALID_ROOM_CODE"
     assert await room_error(alice, {"type": "room_join", "room_code": "999999"}) == "ROOM_NOT_FOUND"
     ack, _ = await create(alice)
