@@ -3,7 +3,8 @@ queue of utterances, its jobs in flight and their recovery deadlines.
 
 ``SessionConsumer`` owns one ``BrowserSession`` and hands it each decoded frame and each message
 about its jobs; the session answers through the small ``Socket`` interface. Everything shared
-(live state, other sockets) goes through the dispatch services: ``sessions`` and ``jobs``.
+(live state, other sockets) goes through the dispatch services: ``sessions`` and ``jobs``; its
+side of rooms is its ``RoomMember`` (``dispatch/room_member.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dispatch.endings import ERROR_SENTENCES
 from dispatch.jobs import Cut, Dispatched, NoAvailableNode, job_recover, job_submit
 from dispatch.outbox import now_ms
 from dispatch.protocol import (
+    ROOM_FRAMES,
     AudioChunk,
     ClientHeartbeat,
     ErrorCode,
@@ -35,6 +37,7 @@ from dispatch.protocol import (
     SessionInit,
     Utterance,
 )
+from dispatch.room_member import RoomMember
 from dispatch.sessions import SessionSpec, new_trace_id, session_close, session_open
 from pools.rules import auto_pool_name, one_way_need, two_way_need
 
@@ -65,6 +68,7 @@ class BrowserSession:
         self.tasks: set[asyncio.Task[None]] = set()
         self.pause_timer: asyncio.TimerHandle | None = None
         self.deadlines: dict[str, asyncio.TimerHandle] = {}  # job id → lost-ending recovery
+        self.room = RoomMember(socket)
         self._forget()
 
     def _forget(self) -> None:
@@ -93,7 +97,12 @@ class BrowserSession:
         if isinstance(frame, SessionInit):
             await self.init(frame)
             return
-        spec = self.check(frame.session_id)
+        spec = self.check(getattr(frame, "session_id", None))
+        if isinstance(frame, ROOM_FRAMES):
+            await self.room.receive(spec, frame)
+            return
+        if isinstance(frame, AudioChunk | Utterance):
+            await self.room.heard(spec)
         if isinstance(frame, AudioChunk):
             await self.audio_chunk(spec, frame)
         elif isinstance(frame, Utterance):
@@ -104,10 +113,11 @@ class BrowserSession:
             await self.end()
             await self.socket.send_frame(protocol.session_close_ack(spec.session_id))
 
-    def check(self, session_id: str) -> SessionSpec:
+    def check(self, session_id: str | None) -> SessionSpec:
+        """The socket's session (a frame with no ``session_id``, a room frame, is the session's)."""
         if self.spec is None:
             raise ProtocolError("Start a session with session_init first.")
-        if session_id != self.spec.session_id:
+        if session_id is not None and session_id != self.spec.session_id:
             raise ProtocolError(
                 f"This socket's session is {self.spec.session_id}, not {session_id}.", ErrorCode.INVALID_SESSION
             )
@@ -169,6 +179,7 @@ class BrowserSession:
         self.deadlines.clear()
         spec, self.spec = self.spec, None
         self._forget()
+        self.room.forget()
         if spec is not None:
             try:
                 await session_close(session_id=spec.session_id)
@@ -284,10 +295,12 @@ class BrowserSession:
             self.deadlines[job.job_id] = asyncio.get_running_loop().call_later(
                 history.job_deadline_s(), lambda: self.start_task(self.recover(job.job_id))
             )
-            await self.socket.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
+            if job.node_id:  # a room job waiting for a node is not dispatched yet
+                await self.socket.send_frame(self.event(spec, cut, job.job_id, "DISPATCHED"))
 
         try:
-            await job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
+            if not await self.room.submit(spec, cut, dispatched):
+                await job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
         except NoAvailableNode as error:
             await self.send_job_error(spec, cut, error.job_id, ErrorCode.NO_AVAILABLE_NODE)
             self.job_done(cut.utterance_index)
@@ -324,18 +337,28 @@ class BrowserSession:
         self, spec: SessionSpec, cut: Cut, job_id: str, code: ErrorCode, message: str | None = None
     ) -> None:
         """A job's ending as an error: ``ui_event ERROR``, then the ``error`` frame."""
-        await self.socket.send_frame(self.event(spec, cut, job_id, "ERROR", status="error", error_code=code))
-        await self.socket.send_frame(
+        frames = [
+            self.event(spec, cut, job_id, "ERROR", status="error", error_code=code),
             protocol.error_frame(
                 code,
                 message or ERROR_SENTENCES[code],
                 trace_id=spec.trace_id,
                 utterance_index=cut.utterance_index,
                 job_id=job_id,
-            )
-        )
+            ),
+        ]
+        await self.deliver(spec, job_id, [protocol.encode(frame).decode() for frame in frames])
+
+    async def deliver(self, spec: SessionSpec, job_id: str, texts: list[str]) -> None:
+        """A job's ending frames, to this browser; a room job's to its language group (this
+        browser, its speaker, gets the ui_events)."""
+        if not await self.room.deliver(spec.session_id, job_id, texts):
+            for text in texts:
+                await self.socket.send_text(text)
 
     def job_done(self, index: int) -> None:
+        if any(cut.utterance_index == index for cut in self.jobs.values()):
+            return  # a room utterance is done when its last job is
         self.inflight.discard(index)
         while self.waiting and len(self.inflight) < settings.SCHEDULER_SESSION_MAX_INFLIGHT:
             self.place(self.waiting.popleft())
@@ -358,15 +381,14 @@ class BrowserSession:
 
     async def job_ended(self, job_id: str, frames: list[str]) -> None:
         cut = self.take_job(job_id)
-        if cut is None:
+        if cut is None or self.spec is None:
             return  # a job of a session this socket has closed, or already recovered
-        for text in frames:
-            await self.socket.send_text(text)
+        await self.deliver(self.spec, job_id, frames)
         self.job_done(cut.utterance_index)
 
     async def job_event(self, job_id: str, frames: list[str]) -> None:
         if job_id in self.jobs:
-            for text in frames:
+            for text in self.room.event_texts(job_id, frames):
                 await self.socket.send_text(text)
 
     async def recover(self, job_id: str) -> None:
@@ -380,10 +402,9 @@ class BrowserSession:
             await self.end_job_with_error(job_id, ErrorCode.JOB_TIMEOUT)
             return
         cut = self.take_job(job_id)
-        if cut is None:
+        if cut is None or self.spec is None:
             return  # the ending arrived while we looked
-        for frame in frames:
-            await self.socket.send_frame(frame)
+        await self.deliver(self.spec, job_id, [protocol.encode(frame).decode() for frame in frames])
         self.job_done(cut.utterance_index)
 
     # --- the store ---

@@ -60,3 +60,8 @@ class SessionConsumer(FrameConsumer):
 
     async def job_event(self, message: dict[str, Any]) -> None:
         await self.session.job_event(message["job_id"], message["frames"])
+
+    async def room_frames(self, message: dict[str, Any]) -> None:
+        await self.session.room.told(
+            message["session_id"], self.session.session_id, message["frames"], message.get("left_room")
+        )

@@ -57,7 +57,7 @@ class NoAvailableNode(Exception):
         self.job_id = job_id
 
 
-def _job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
+def job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
     """The ``job_assign`` frame without ``type`` and ``attempt_id`` (added per attempt)."""
     return json_text(
         {
@@ -100,7 +100,7 @@ async def job_submit(
     free; otherwise retry with a short backoff until ``SCHEDULER_DISPATCH_WAIT_S``, then
     ``NoAvailableNode``. ``on_dispatched`` runs before the frame goes to the node."""
     job_id = "job-" + secrets.token_hex(16)
-    body = _job_body(spec, cut, job_id)
+    body = job_body(spec, cut, job_id)
     give_up = time.monotonic() + settings.SCHEDULER_DISPATCH_WAIT_S
     backoff = 0.02
     first_pool = ""
@@ -132,7 +132,7 @@ async def job_submit(
             return dispatched
         if reply[0] == "dup":
             job_id = "job-" + secrets.token_hex(16)
-            body = _job_body(spec, cut, job_id)
+            body = job_body(spec, cut, job_id)
             continue
         first_pool = reply[1]
         remaining = give_up - time.monotonic()

@@ -167,3 +167,25 @@ def loop_lag(process: str) -> str:
 def loop_lags() -> str:
     """zset: server process name → when its published loop-lag histogram runs out (ms)."""
     return f"{prefix()}:looplags"
+
+
+def room(code: str) -> str:
+    """hash: a live room: ``id`` (uuid4), ``created_ms``, ``seq`` (joins so far, for join order)."""
+    return f"{prefix()}:room:{code}"
+
+
+def room_members(code: str) -> str:
+    """hash: a room's members, session id → JSON entry (display name, preferred and effective
+    language, raw voice preferences, channel, join time and order)."""
+    return f"{prefix()}:room:{code}:members"
+
+
+def rooms() -> str:
+    """zset: live room code → its last activity (ms, Redis clock); the worker expires idle ones."""
+    return f"{prefix()}:rooms"
+
+
+def room_jobs(code: str) -> str:
+    """zset: the jobs placed for a room code → when (ms), kept while their stories can exist
+    (the job lookup by room code)."""
+    return f"{prefix()}:room:{code}:jobs"

@@ -119,6 +119,10 @@ def metrics_text(summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_
         [("", live.jobs_in_flight)],
     )
     lines += _lag_family(lags)
+    lines += _family("scheduler_rooms", "gauge", "Open rooms.", [("", counters.get("rooms", 0))])
+    lines += _family(
+        "scheduler_room_members", "gauge", "Members of open rooms.", [("", counters.get("room_members", 0))]
+    )
     return "\n".join(lines) + "\n"
 
 

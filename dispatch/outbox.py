@@ -48,6 +48,12 @@ async def send_job_frames(channel: str, job_id: str, frames: list[dict[str, Any]
     )
 
 
+async def send_room_frames(channel: str, session_id: str, texts: list[str], *, left_room: str | None = None) -> None:
+    """Frames for a room member's browser, passed on only while that socket still holds
+    ``session_id``; ``left_room`` when they tell it that it is no longer in that room."""
+    await send(channel, {"type": "room.frames", "session_id": session_id, "frames": texts, "left_room": left_room})
+
+
 async def send_cancel(channel: str, job_id: str, reason: str, trace_id: str | None) -> None:
     """Tell the node holding a job that it is no longer wanted."""
     await send(channel, {"type": "job.cancel", "text": json_text(protocol.job_cancel(job_id, reason, trace_id))})

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from dispatch import history, outbox, store
 from dispatch.outbox import json_text, lease_ms
+from dispatch.rooms import rooms_tell_left
 
 log = logging.getLogger("dispatch")
 
@@ -63,12 +64,14 @@ async def session_open(*, trace_id: str, channel: str, session_id: str | None = 
 
 async def session_close(*, session_id: str) -> None:
     """The session is gone: its unfinished jobs are cancelled on their nodes, found in its job
-    index (so a job placed while the session was closing is found too)."""
-    reply = await store.run(
+    index (so a job placed while the session was closing is found too), and it leaves its room
+    (the other members are told)."""
+    cancelled, rooms_left = await store.run(
         "session_close", session_id, settings.SCHEDULER_JOB_HISTORY_S, SESSION_CLOSED,
         int(history.job_deadline_s() * 1000),
     )
-    await _jobs_cancelled(reply)
+    await _jobs_cancelled(cancelled)
+    await rooms_tell_left(rooms_left)
 
 
 async def _jobs_cancelled(flat: list[str]) -> None:
@@ -90,12 +93,13 @@ async def sessions_renew(session_ids: list[str]) -> list[str]:
 
 async def sessions_expire() -> int:
     """Close the sessions whose process died without closing them (the worker, every pass):
-    their unfinished jobs are cancelled on their nodes."""
-    expired, cancelled = await store.run(
+    their unfinished jobs are cancelled on their nodes, and they leave their rooms."""
+    expired, cancelled, rooms_left = await store.run(
         "sessions_expired", 100, settings.SCHEDULER_JOB_HISTORY_S, SESSION_CLOSED,
         int(history.job_deadline_s() * 1000),
     )
     for session_id in expired:
         log.warning("session lease expired", extra={"session_id": session_id})
     await _jobs_cancelled(cancelled)
+    await rooms_tell_left(rooms_left)
     return len(expired)

@@ -15,6 +15,7 @@ import redis
 from dispatch import fleet_summary, store
 from dispatch.jobs import jobs_handle_due
 from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
+from dispatch.rooms import rooms_expire
 from dispatch.sessions import sessions_expire
 
 log = logging.getLogger("dispatch.worker")
@@ -30,11 +31,12 @@ def worker_name() -> str:
 
 async def worker_tick() -> None:
     """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
-    process died, move timed-out jobs on. (The fleet summary runs beside it,
+    process died, close idle rooms, move timed-out jobs on. (The fleet summary runs beside it,
     ``fleet_summary.summary_loop``, and forgets the ids of nodes whose record expired.)"""
     await store.run("worker_alive", worker_name(), ALIVE_TTL_S)
     await nodes_expire_leases()
     await sessions_expire()
+    await rooms_expire()
     second = int(time.monotonic())
     if second % REVOKE_CHECK_EVERY_S == 0:
         await tokens_enforce_revoked()

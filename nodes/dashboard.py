@@ -22,7 +22,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from dispatch import fleet, selectors
+from dispatch import fleet, room_selectors, selectors
 from dispatch.nodes import UnknownNode, node_drain
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
@@ -132,6 +132,7 @@ async def dashboard_frame(view: fleet.View) -> dict[str, Any]:
         },
         "nodes": [_node_row(node, now_ms) for node in rows],
         "pools": pools,
+        "rooms": await room_selectors.rooms_snapshot(now_ms),
         "history": {
             "window_s": selectors.HISTORY_WINDOW_S,
             "load": read.samples,

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-BOUND_FIELDS = ("node_id", "session_id", "job_id", "pool", "trace_id", "code", "attempt_id")
+BOUND_FIELDS = ("node_id", "session_id", "job_id", "pool", "trace_id", "code", "attempt_id", "room")
 
 
 class StructuredFormatter(logging.Formatter):

@@ -1,6 +1,7 @@
 """Every frame of the wire protocol (docs/protocol.md) and every error code, in one package:
 ``codes`` (error and close codes), ``incoming`` (frames nodes and browsers send, decoded into
-typed structs) and ``outgoing`` (frames the server sends). Import them from here."""
+typed structs), ``outgoing`` (frames the server sends) and ``rooms`` (room frames both ways).
+Import them from here."""
 
 from dispatch.protocol.codes import CloseCode, ErrorCode, ProtocolError
 from dispatch.protocol.incoming import (
@@ -46,6 +47,27 @@ from dispatch.protocol.outgoing import (
     translation_result,
     ui_event,
 )
+from dispatch.protocol.rooms import (
+    ROOM_CODE,
+    ROOM_FRAMES,
+    Relayed,
+    RoomCreate,
+    RoomErrorCode,
+    RoomFrame,
+    RoomJoin,
+    RoomLeave,
+    RoomRawVoicePreference,
+    RoomRefused,
+    WebrtcAnswer,
+    WebrtcIce,
+    WebrtcOffer,
+    relayed,
+    room_create_ack,
+    room_error,
+    room_expired,
+    room_members,
+    transcript,
+)
 
 __all__ = [
     "AudioChunk", "CapabilityEntry", "ClientHeartbeat", "CloseCode", "ErrorCode", "ErrorInfo", "Ignored",
@@ -55,4 +77,7 @@ __all__ = [
     "check_node_bounds", "decode_node_frame", "decode_session_frame", "encode", "error_frame", "is_empty_result", "job_cancel",
     "missing_result", "node_control", "node_register_ack", "server_heartbeat", "session_close_ack",
     "session_init_ack", "translation_result", "ui_event",
+    "ROOM_CODE", "ROOM_FRAMES", "Relayed", "RoomCreate", "RoomErrorCode", "RoomFrame", "RoomJoin", "RoomLeave",
+    "RoomRawVoicePreference", "RoomRefused", "WebrtcAnswer", "WebrtcIce", "WebrtcOffer", "relayed",
+    "room_create_ack", "room_error", "room_expired", "room_members", "transcript",
 ]

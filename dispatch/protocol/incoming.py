@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from dispatch.protocol.codes import ProtocolError
+from dispatch.protocol.rooms import ROOM_TYPES, RoomFrame
 
 # --- Shared pieces -----------------------------------------------------------------------
 
@@ -276,9 +277,9 @@ class SessionClose(_Frame, tag="session_close"):
     reason: str | None = None
 
 
-SessionFrame = SessionInit | AudioChunk | Utterance | ClientHeartbeat | SessionClose
+SessionFrame = SessionInit | AudioChunk | Utterance | ClientHeartbeat | SessionClose | RoomFrame
 SESSION_IGNORED = frozenset({"tts_started", "tts_play_ended"})
-IGNORED_PREFIXES = ("room_", "webrtc_")
+IGNORED_PREFIXES = ("room_", "webrtc_")  # room frames the server does not know (and any on a node socket)
 
 _node_decoder = msgspec.json.Decoder(NodeFrame)
 _session_decoder = msgspec.json.Decoder(SessionFrame)
@@ -300,7 +301,9 @@ class Ignored:
         self.type = frame_type
 
 
-def _decode(raw: str | bytes, decoder: msgspec.json.Decoder[Any], ignored: frozenset[str]) -> Any:
+def _decode(
+    raw: str | bytes, decoder: msgspec.json.Decoder[Any], ignored: frozenset[str], known: frozenset[str] = frozenset()
+) -> Any:
     try:
         return decoder.decode(raw)
     except msgspec.DecodeError as error:
@@ -314,7 +317,7 @@ def _decode(raw: str | bytes, decoder: msgspec.json.Decoder[Any], ignored: froze
             raise ProtocolError("The frame has no \"type\" field.") from None
         if not isinstance(frame_type, str):
             raise ProtocolError("The frame's \"type\" must be a string.") from None
-        if frame_type in ignored or frame_type.startswith(IGNORED_PREFIXES):
+        if frame_type in ignored or (frame_type.startswith(IGNORED_PREFIXES) and frame_type not in known):
             return Ignored(frame_type)
         if f"'{frame_type}'" in str(error) and "$.type" in str(error):
             raise ProtocolError(f"Unknown message type {frame_type!r}.") from None
@@ -330,4 +333,4 @@ def decode_node_frame(raw: str | bytes, bounds: NodeBounds | None = None) -> Nod
 
 
 def decode_session_frame(raw: str | bytes) -> SessionFrame | Ignored:
-    return _decode(raw, _session_decoder, SESSION_IGNORED)
+    return _decode(raw, _session_decoder, SESSION_IGNORED, ROOM_TYPES)

@@ -224,12 +224,44 @@ local function index_job(session_id, trace_id, job_id, now, keep_s)
   redis.call('EXPIRE', tkey, keep_s)
 end
 
+-- A member leaves its room (room_leave.lua, or its session ends): out of the member list, its
+-- session no longer names the room, the others forget their raw voice preference about it, and
+-- the last one out deletes the room. When members remain, appends {code, their entries...} to
+-- `out` (they are told the new list). Returns false when it was not a member.
+local function room_drop(code, session_id, out)
+  local mkey = k('room', code, 'members')
+  if redis.call('HDEL', mkey, session_id) == 0 then return false end
+  local skey = k('session', session_id)
+  if redis.call('HGET', skey, 'room') == code then redis.call('HDEL', skey, 'room') end
+  redis.call('HINCRBY', k('metrics'), 'room_members', -1)
+  local left = redis.call('HGETALL', mkey)
+  if #left == 0 then
+    redis.call('DEL', k('room', code), mkey)
+    redis.call('ZREM', k('rooms'), code)
+    redis.call('HINCRBY', k('metrics'), 'rooms', -1)
+    return true
+  end
+  local told = {code}
+  for i = 1, #left, 2 do
+    local entry = cjson.decode(left[i + 1])
+    if entry.raw_voice_preferences[session_id] ~= nil then
+      entry.raw_voice_preferences[session_id] = nil
+      left[i + 1] = cjson.encode(entry)
+      redis.call('HSET', mkey, left[i], left[i + 1])
+    end
+    told[#told + 1] = left[i + 1]
+  end
+  out[#out + 1] = told
+  return true
+end
+
 -- A session ends: cancel its unfinished jobs (slots released, records deleted, stories closed
 -- with `ending`), appending job_id, node channel, trace_id and the channel of a draining node
 -- this left idle (or '') to `out` for each. The jobs are found in the session's job index, which
 -- job_submit.lua writes as it places a job, so a job placed while its session was closing (its
 -- consumer never heard of it) is cancelled too; entries older than `max_age_ms` cannot be running.
-local function close_session(session_id, history_s, ending, max_age_ms, now, out)
+-- A member of a room leaves it (room_drop: the others to tell are appended to `rooms_out`).
+local function close_session(session_id, history_s, ending, max_age_ms, now, out, rooms_out)
   local recent = redis.call('ZRANGEBYSCORE', k('session', session_id, 'jobs'), now - max_age_ms, '+inf')
   for _, job_id in ipairs(recent) do
     local jkey = k('job', job_id)
@@ -247,6 +279,8 @@ local function close_session(session_id, history_s, ending, max_age_ms, now, out
       out[#out + 1] = drained
     end
   end
+  local room = redis.call('HGET', k('session', session_id), 'room')
+  if room then room_drop(room, session_id, rooms_out or {}) end
   redis.call('DEL', k('session', session_id))
   redis.call('ZREM', k('sessions'), session_id)
 end

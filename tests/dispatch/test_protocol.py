@@ -215,7 +215,7 @@ def test_each_socket_knows_only_its_own_frames():
 
 @pytest.mark.parametrize(
     "frame_type",
-    ["tts_started", "tts_play_ended", "room_create", "room_join", "webrtc_offer", "webrtc_ice_candidate"],
+    ["tts_started", "tts_play_ended", "room_kick", "room_anything", "webrtc_ice_candidate", "webrtc_bye"],
 )
 def test_frames_passed_unused_come_back_ignored(frame_type):
     for raw in (dumps({"type": frame_type}), dumps({"type": frame_type, "session_id": 5, "anything": [None]})):
@@ -441,3 +441,84 @@ def test_pipeline_struct_defaults_are_none():
     assert msgspec.structs.asdict(protocol.Pipeline()) == dict.fromkeys(
         ("use_asr", "use_nmt", "use_tts", "use_semantic", "use_tone")
     )
+
+
+# --- rooms --------------------------------------------------------------------------------
+
+
+def test_room_frames_decode_without_a_session_id():
+    create = decode_session_frame(dumps({"type": "room_create", "client_ts": 1700000000000, "display_name": None}))
+    assert create == protocol.RoomCreate(client_ts=1700000000000)
+    join = decode_session_frame(dumps({"type": "room_join", "room_code": "123456", "preferred_lang": "de", "x": 1}))
+    assert join == protocol.RoomJoin(room_code="123456", preferred_lang="de")
+    assert decode_session_frame(dumps({"type": "room_leave", "room_code": "123456"})) == protocol.RoomLeave(
+        room_code="123456"
+    )
+    preference = decode_session_frame(dumps({"type": "room_raw_voice_preference", "room_code": "123456",
+                                             "target_session_id": "s-1", "receive_raw_voice": False}))
+    assert preference == protocol.RoomRawVoicePreference(room_code="123456", target_session_id="s-1",
+                                                         receive_raw_voice=False)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "room_join"},
+        {"type": "room_join", "room_code": 123456},
+        {"type": "room_leave", "room_code": None},
+        {"type": "room_raw_voice_preference", "room_code": "123456", "target_session_id": "s-1",
+         "receive_raw_voice": "no"},
+        {"type": "webrtc_offer", "room_code": "123456", "sdp": {}},
+        {"type": "webrtc_ice", "room_code": "123456", "to": "s-1"},
+        {"type": "room_create", "display_name": "x" * 101},  # stored and sent to every member: bounded
+        {"type": "room_join", "room_code": "123456", "preferred_lang": "x" * 36},
+    ],
+)
+def test_malformed_room_frames_are_refused_not_ignored(frame):
+    assert f"Malformed {frame['type']} frame" in refused(decode_session_frame, dumps(frame)).message
+
+
+def test_a_node_socket_ignores_room_frames():
+    frame = decode_node_frame(dumps({"type": "room_join", "room_code": "123456"}))
+    assert isinstance(frame, Ignored) and frame.type == "room_join"
+
+
+def test_signalling_is_relayed_unchanged_but_for_to():
+    sdp = {"type": "offer", "sdp": "v=0\r\n", "nested": [1, {"a": None}]}
+    for frame in (
+        {"type": "webrtc_offer", "room_code": "123456", "to": "s-2", "sdp": sdp},
+        {"type": "webrtc_answer", "room_code": "123456", "to": "s-2", "sdp": "plain"},
+        {"type": "webrtc_ice", "room_code": "123456", "to": "s-2", "candidate": None},
+    ):
+        decoded = decode_session_frame(dumps(frame))
+        out = json.loads(protocol.encode(protocol.relayed(decoded, "s-1")))
+        assert out == {**frame, "to": "s-1"} and "from" not in out
+
+
+def test_room_members_shape_in_join_order():
+    entries = [
+        {"session_id": "s-2", "seq": 2, "joined_ms": 1700000001500, "display_name": None, "preferred_lang": None,
+         "lang": "en", "channel": "c2", "raw_voice_preferences": {}},
+        {"session_id": "s-1", "seq": 1, "joined_ms": 1700000000000, "display_name": "Ann", "preferred_lang": "zh",
+         "lang": "zh", "channel": "c1", "raw_voice_preferences": {"s-2": False}},
+    ]
+    assert protocol.room_members("123456", entries) == {
+        "type": "room_members",
+        "room_code": "123456",
+        "members": [
+            {"participant_id": "s-1", "session_id": "s-1", "display_name": "Ann", "preferred_lang": "zh",
+             "raw_voice_preferences": {"s-2": False}, "joined_at": "2023-11-14T22:13:20.000Z"},
+            {"participant_id": "s-2", "session_id": "s-2", "raw_voice_preferences": {},
+             "joined_at": "2023-11-14T22:13:21.500Z"},
+        ],
+    }
+    assert protocol.room_create_ack("123456", "u") == {"type": "room_create_ack", "room_code": "123456", "room_id": "u"}
+    error = protocol.room_error(protocol.RoomErrorCode.ROOM_FULL, "This room is full.")
+    assert error == {"type": "room_error", "code": "ROOM_FULL", "message": "This room is full."}
+    assert set(protocol.room_expired("123456")) == {"type", "room_code", "message"}
+
+
+def test_a_transcript_is_the_result_with_the_recognised_text():
+    result = {"type": "translation_result", "text_asr": "你好", "text_translated": "hello", "tts_audio": "AAAA",
+              "job_id": "job-1", "utterance_index": 3}
+    assert protocol.transcript(result) == {**result, "text_translated": "你好", "tts_audio": ""}

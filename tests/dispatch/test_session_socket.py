@@ -385,7 +385,7 @@ async def test_malformed_frames_get_invalid_message_and_the_socket_stays_open(br
 
 
 async def test_frames_passed_unused_get_no_answer(browser):
-    for frame_type in ("tts_started", "tts_play_ended", "room_join", "webrtc_offer"):
+    for frame_type in ("tts_started", "tts_play_ended", "room_kick", "webrtc_bye"):
         await browser.send({"type": frame_type, "session_id": browser.session_id})
     assert await browser.silent() == []
     await browser.alive()

@@ -1,5 +1,6 @@
-"""Chaos: many sessions and nodes; nodes killed, frozen, flapping, answering twice or late,
-failing; frames lost on the channel layer both ways. Every job still ends exactly once."""
+"""Chaos: many sessions and nodes, and rooms whose speakers' utterances fan out to language
+groups; nodes killed, frozen, flapping, answering twice or late, failing; frames lost on the
+channel layer both ways. Every job still ends exactly once, in a room once for each listener."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import random
 
 import pytest
 
-from dispatch import keys, store
+from dispatch import keys, selectors, store
 from tests.clients import FakeBrowser, FakeNode
+from tests.rooms import create, join, member
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +23,7 @@ SETTINGS = {
     "SCHEDULER_HEARTBEAT_INTERVAL_S": 1,
 }
 SESSIONS, UTTERANCES = 6, 15
+ROOMS = 2  # each: a zh speaker, an en and a de listener (two jobs per utterance)
 BEHAVIOURS = ["normal", "normal", "normal", "frozen", "flapping", "double", "late", "failing", "killed"]
 
 
@@ -33,7 +36,7 @@ class ChaosNode:
 
     async def connect(self) -> FakeNode:
         client = await FakeNode.connect(self.base, self.token)
-        await client.register(langs=["zh", "en"], node_id=self.node_id, slots=2)
+        await client.register(langs=["zh", "en", "de"], node_id=self.node_id, slots=2)
         self.node_id = client.node_id
         return client
 
@@ -111,6 +114,40 @@ async def session(base: str, count: int) -> dict[int, list[dict]]:
     return endings
 
 
+async def endings_of(browser: FakeBrowser, count: int, timeout: float = 60) -> dict[int, list[dict]]:
+    """The endings a browser gets for utterances 0..count-1, and anything more within 3 s."""
+    endings: dict[int, list[dict]] = collections.defaultdict(list)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while sum(1 for e in endings.values() if e) < count and loop.time() < deadline:
+        frame = await browser.ending(timeout=deadline - loop.time())
+        endings[frame["utterance_index"]].append(frame)
+    for frame in await browser.silent(3):  # anything more would be a second ending
+        if frame["type"] in ("translation_result", "missing_result", "error"):
+            endings[frame["utterance_index"]].append(frame)
+    return endings
+
+
+async def room(base: str, count: int) -> tuple[str, dict[str, dict[int, list[dict]]]]:
+    """A room whose zh speaker says ``count`` utterances; its session id, and each listener's
+    endings by language (the speaker's own endings under "speaker": there must be none)."""
+    speaker = await member(base, "zh", "en")
+    listeners = {"en": await member(base, "de", "en"), "de": await member(base, "en", "de")}
+    ack, _ = await create(speaker)
+    for browser in listeners.values():
+        await join(browser, ack["room_code"])
+    await asyncio.sleep(0.3)
+    heard = {lang: asyncio.ensure_future(endings_of(browser, count)) for lang, browser in listeners.items()}
+    for index in range(count):
+        await speaker.utterance(index)
+        await asyncio.sleep(0.15)
+    got = {lang: await task for lang, task in heard.items()}
+    got["speaker"] = {i: e for i, e in (await endings_of(speaker, 0, timeout=0)).items()}
+    for browser in (speaker, *listeners.values()):
+        await browser.close()
+    return speaker.session_id, got
+
+
 async def test_every_job_ends_exactly_once_under_chaos(stack, node_token):
     server = stack(
         **SETTINGS,
@@ -121,7 +158,9 @@ async def test_every_job_ends_exactly_once_under_chaos(stack, node_token):
     )
     rng = random.Random(7)
     nodes = [ChaosNode(server.ws(), node_token, behaviour, rng) for behaviour in BEHAVIOURS]
+    rooms = asyncio.gather(*(room(server.ws(), UTTERANCES) for _ in range(ROOMS)))
     results = await asyncio.gather(*(session(server.ws(), UTTERANCES) for _ in range(SESSIONS)))
+    rooms_heard = await rooms
     for node in nodes:
         node.task.cancel()
     await asyncio.sleep(0.5)
@@ -133,19 +172,33 @@ async def test_every_job_ends_exactly_once_under_chaos(stack, node_token):
             assert len(frames) == 1, f"utterance {index} ended {len(frames)} times: {frames}"
             frame = frames[0]
             kinds[frame["type"] if frame["type"] != "error" else f"error {frame['code']}"] += 1
+    for _, heard in rooms_heard:
+        assert heard.pop("speaker") == {}  # the speaker gets ui_events only
+        for lang, endings in heard.items():
+            assert sorted(endings) == list(range(UTTERANCES)), lang
+            for index, frames in endings.items():
+                assert len(frames) == 1, f"{lang} heard utterance {index} {len(frames)} times: {frames}"
+                kinds[f"room {frames[0]['type']}"] += 1
+    # in Redis: each room utterance made two jobs, and every one ended once
+    room_jobs = [job_id for speaker, _ in rooms_heard for job_id in await selectors.session_job_ids(speaker)]
+    stories = await selectors.job_stories(room_jobs)
+    assert len(room_jobs) == ROOMS * UTTERANCES * 2
+    assert len(stories) == len(room_jobs) and all(story.get("ending") for story in stories)
     client = store.sync_client()
     metrics = store.decoded(client.hgetall(keys.metrics()))
+    ended = sum(int(metrics.get(f"jobs_{outcome}", 0)) for outcome in ("result", "missing", "error", "cancelled"))
     leaked = 0
     for node in nodes:
         record = store.decoded(client.hgetall(keys.node(node.node_id)))
         leaked += int(record.get("used", 0))
     in_flight = sum(1 for _ in client.scan_iter(match=f"{keys.prefix()}:job:*"))
     print(
-        f"\nchaos: {SESSIONS * UTTERANCES} jobs; endings {dict(kinds)}; "
+        f"\nchaos: {SESSIONS * UTTERANCES} session jobs, {2 * ROOMS * UTTERANCES} room jobs; endings {dict(kinds)}; "
         f"reassignments {metrics.get('reassignments', 0)}; recovered endings {metrics.get('recovered', 0)}; "
         f"assigned per node { {f'{i}:{n.behaviour}': n.assigned for i, n in enumerate(nodes)} }; leaked slots {leaked}; "
         f"jobs still in flight {in_flight}"
     )
-    assert sum(kinds.values()) == SESSIONS * UTTERANCES
+    assert sum(kinds.values()) == (SESSIONS + 2 * ROOMS) * UTTERANCES
+    assert ended == (SESSIONS + 2 * ROOMS) * UTTERANCES  # one ending counted per job
     assert int(metrics.get("reassignments", 0)) > 0
     assert leaked == 0 and in_flight == 0

@@ -23,16 +23,19 @@ CODES = {code.value for code in ErrorCode}
 PROTOCOL_CLOSES = {1008, 1009, 1012, 4401, 4409}
 
 SESSION_TYPES = ["session_init", "audio_chunk", "utterance", "client_heartbeat", "session_close", "tts_started",
-                 "room_join", "webrtc_offer", "bogus"]
+                 "room_create", "room_join", "room_leave", "room_raw_voice_preference", "webrtc_offer",
+                 "webrtc_answer", "webrtc_ice", "bogus"]
 NODE_TYPES = ["node_register", "node_heartbeat", "job_result", "asr_partial", "job_ack", "job_started",
               "node_error", "node_control", "tts_started", "bogus"]
 FIELDS = ["session_id", "seq", "is_final", "payload", "src_lang", "tgt_lang", "lang_a", "lang_b", "mode",
           "utterance_index", "audio", "audio_format", "sample_rate", "client_version", "platform", "node_id",
           "job_id", "attempt_id", "success", "text", "language_capabilities", "capability_by_type",
-          "installed_services", "max_concurrent_jobs", "command", "resource_usage", "trace_id", "pipeline"]
+          "installed_services", "max_concurrent_jobs", "command", "resource_usage", "trace_id", "pipeline",
+          "room_code", "to", "sdp", "candidate", "target_session_id", "receive_raw_voice", "display_name",
+          "preferred_lang"]
 values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
-    | st.text(max_size=30) | st.sampled_from(["zh", "en", "auto", "AAAA", AUDIO_B64[:64], "node-0000abcd"]),
+    | st.text(max_size=30) | st.sampled_from(["zh", "en", "auto", "AAAA", AUDIO_B64[:64], "node-0000abcd", "123456"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )

@@ -201,7 +201,7 @@ async def test_a_session_the_store_closed_ends_its_socket(stack):
     browser = await FakeBrowser.connect(server.ws(0))
     await browser.init("zh", "en")
     store.sync_client().zadd(keys.sessions(), {browser.session_id: 0})  # its lease ran out long ago
-    expired, _ = store.run_sync(  # what the worker does on its next pass
+    expired, _, _ = store.run_sync(  # what the worker does on its next pass
         "sessions_expired", 100, 900, sessions.SESSION_CLOSED, int(history.job_deadline_s() * 1000)
     )
     assert expired == [browser.session_id]

@@ -161,6 +161,29 @@
     $("pools-none").hidden = snapshot.pools.length > 0;
   }
 
+  function drawRooms(snapshot) {
+    const rooms = snapshot.rooms || { count: 0, shown: [] };
+    const body = document.querySelector("#rooms tbody");
+    body.replaceChildren();
+    for (const room of rooms.shown) {
+      const tr = document.createElement("tr");
+      tr.dataset.room = room.code;
+      const code = document.createElement("td");
+      const link = document.createElement("a");
+      link.href = "/dashboard/jobs/?room_code=" + encodeURIComponent(room.code);
+      link.textContent = room.code;
+      code.appendChild(link);
+      tr.appendChild(code);
+      tr.appendChild(cell(room.members, { class: "num" }));
+      tr.appendChild(cell(room.languages.join(" "), {}));
+      tr.appendChild(cell(room.jobs_last_minute, { class: "num" }));
+      tr.appendChild(cell(room.idle_s, { class: "num" }));
+      body.appendChild(tr);
+    }
+    $("rooms-count").textContent = "(" + rooms.count + (rooms.count > rooms.shown.length ? ", " + rooms.shown.length + " most recently active shown" : "") + ")";
+    $("rooms-none").hidden = rooms.count > 0;
+  }
+
   function drawTotals(snapshot) {
     const t = snapshot.totals;
     $("total-sessions").textContent = t.sessions;
@@ -195,6 +218,7 @@
     $("nodes-block").hidden = empty;
     drawNodes(snapshot);
     drawPools(snapshot);
+    drawRooms(snapshot);
     const windowMs = snapshot.history.window_s * 1000;
     // the worker's samples, then the fleet as it is now
     const now = { t: snapshot.now_ms, used: snapshot.totals.slots_used, total: snapshot.totals.slots_total,
