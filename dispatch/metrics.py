@@ -86,6 +86,15 @@ def metrics_text(fleet: selectors.Fleet) -> str:
         [("", counters.get("node_full", 0))],
     )
     lines += _family(
+        "scheduler_node_ejections_total", "counter",
+        "Nodes ejected (no new job for a while) after failed attempts in a row, by the last one: error or timeout.",
+        _by_prefix(counters, "ejections:", "reason"),
+    )
+    lines += _family(
+        "scheduler_nodes_ejected", "gauge", "Nodes ejected after failures right now.",
+        [("", sum(1 for node in fleet.nodes if node.ejected_for_ms(fleet.now_ms) > 0))],
+    )
+    lines += _family(
         "scheduler_frames_rejected_total", "counter", "Frames answered with an error, by error code.",
         _by_prefix(counters, "rejected:", "code"),
     )

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from dispatch import selectors
-from dispatch.nodes import UnknownNode, node_drain
+from dispatch.nodes import UnknownNode, node_drain, node_eject_end
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
 from pools.rules import NodeCaps, served_pairs
@@ -72,6 +72,8 @@ def _node_row(node: selectors.NodeLoad, now_ms: int) -> dict[str, Any]:
         "jobs_done": node.jobs_done,
         "jobs_failed": node.jobs_failed,
         "median_ms": node.median_ms,
+        "ejected_s": round(node.ejected_for_ms(now_ms) / 1000, 1) or None,
+        "eject_reason": f"{node.eject_reason} {node.eject_code}".strip() if node.ejected_for_ms(now_ms) else None,
     }
 
 
@@ -189,7 +191,9 @@ def _why(attempt: dict[str, Any], looked: list[dict[str, Any]]) -> str:
     candidates = chosen["candidates"] if chosen else []
     free = next((c["free"] for c in candidates if c["node"] == attempt["node"]), None)
     strategy = attempt.get("strategy") or "random"
-    if strategy == "sticky" and candidates and candidates[0]["node"] == attempt["node"]:
+    if strategy == "affinity":
+        pick = "the node of the turn's previous piece, still ready with a free slot (turn affinity)"
+    elif strategy == "sticky" and candidates and candidates[0]["node"] == attempt["node"]:
         pick = "the session's previous node, still ready with a free slot (sticky)"
     elif strategy == "least_loaded":
         pick = f"the most free slots among the {len(candidates)} sampled (least_loaded)"
@@ -201,6 +205,8 @@ def _why(attempt: dict[str, Any], looked: list[dict[str, Any]]) -> str:
         pick += f", {free} free"
     if attempt.get("attempt", 1) > 1:
         pick += "; nodes that already had the job were skipped"
+    if attempt.get("turn") and strategy != "affinity":
+        pick += f"; the turn's node could not take it ({attempt['turn']})"
     reasons.append(f"pool {attempt['pool']}: {pick}")
     return "; ".join(reasons) + "."
 
@@ -209,6 +215,8 @@ EVENT_TEXT = {
     "timeout": "attempt {attempt} on {node} timed out ({code}); job_cancel timeout sent to it",
     "lost": "{node} was lost during attempt {attempt} (socket closed or lease expired)",
     "failed": "attempt {attempt} failed on {node} with {code}",
+    "ejected": "{node} was ejected after failures in a row: no new job until {until}",
+    "not_ejected": "{node} failed again, but was not ejected: it is one of the last ready nodes of {pool}",
 }
 
 
@@ -259,7 +267,7 @@ def story_told(story: dict[str, str]) -> dict[str, Any]:
         {
             **event,
             "text": EVENT_TEXT.get(event.get("event", ""), "{event} on {node}").format_map(
-                {"attempt": "?", "node": "?", "code": "", **event}
+                {"attempt": "?", "node": "?", "code": "", "until": _when(event.get("until_ms")), **event}
             ),
             "after_cut_ms": after(event.get("at_ms")),
         }
@@ -321,7 +329,7 @@ class SameOriginOnly:
 
 class DashboardConsumer(FrameConsumer):
     """Pushes ``dashboard_snapshot`` each second; takes ``{"type": "filter", "pool", "status"}``,
-    ``{"type": "drain" | "resume", "node_id"}``. The user was read at connect (the one
+    ``{"type": "drain" | "resume" | "eject_end", "node_id"}``. The user was read at connect (the one
     database query); handlers read Redis only."""
 
     ticker: asyncio.Task[None] | None = None
@@ -371,6 +379,17 @@ class DashboardConsumer(FrameConsumer):
                 "pool": str(frame.get("pool") or ""),
                 "status": str(frame.get("status") or "") if frame.get("status") in STATUSES else "",
             }
+        elif kind == "eject_end" and isinstance(frame.get("node_id"), str):
+            try:
+                ended = await node_eject_end(node_id=frame["node_id"])
+            except UnknownNode:
+                await self.notice(f"No node {frame['node_id']} is known.", "error")
+                return
+            except redis.RedisError:
+                await self.notice("Redis is unreachable: the node was not changed.", "error")
+                return
+            log.info("dashboard eject_end", extra={"node_id": frame["node_id"], "code": str(ended)})
+            await self.notice(f"{frame['node_id']} " + ("takes jobs again." if ended else "was not ejected."))
         elif kind in ("drain", "resume") and isinstance(frame.get("node_id"), str):
             try:
                 status = await node_drain(
@@ -385,6 +404,6 @@ class DashboardConsumer(FrameConsumer):
             log.info("dashboard %s", kind, extra={"node_id": frame["node_id"], "code": status})
             await self.notice(f"{frame['node_id']} is now {status}.")
         else:
-            await self.notice("Unknown request: send filter, drain or resume.", "error")
+            await self.notice("Unknown request: send filter, drain, resume or eject_end.", "error")
             return
         await self.push()

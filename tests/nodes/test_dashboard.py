@@ -168,6 +168,7 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
         "id": a, "status": "ready", "pools": ["zh-en"], "auto_pools": 3, "pairs": 2, "pairs_text": "en→zh, zh→en",
         "services": ["asr", "nmt", "tts"], "used": 0, "slots": 3, "cpu": 41.0, "gpu": 77.0, "gpu_mem": 60.0,
         "mem": 33.0, "running_jobs": 2, "heartbeat_age_s": 0, "jobs_done": 0, "jobs_failed": 0, "median_ms": None,
+        "ejected_s": None, "eject_reason": None,
     }
     assert row_b["pools"] == [] and row_b["auto_pools"] == 9 and row_b["slots"] == 2 and row_b["gpu"] is None
     assert row_b["pairs_text"] == "de→es, de→fr, es→de, es→fr, fr→de, fr→es"
