@@ -208,6 +208,28 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
     assert (await staff.expect(lambda f: f.get("type") == "notice"))["level"] == "error"
 
 
+async def test_an_ejected_node_shows_why_and_for_how_long_and_staff_end_it(sockets, node_token, settings):
+    from tests.dispatch.test_ejection import fail_on, jobs_on
+
+    settings.SCHEDULER_EJECT_BASE_S = settings.SCHEDULER_EJECT_MAX_S = 60
+    _, bad = await node_up(sockets, node_token, {}, langs=["zh", "en"])
+    await node_up(sockets, node_token, {}, langs=["zh", "en"])
+    await fail_on(bad, 3)
+    staff = sockets(dashboard_socket(await sync_to_async(login_cookie)(staff=True)))
+    assert await staff.connect()
+    snapshot = await staff.expect(lambda f: f.get("type") == "snapshot" and len(f["nodes"]) == 2)
+    row = next(row for row in snapshot["nodes"] if row["id"] == bad)
+    assert 58 <= row["ejected_s"] <= 60 and row["eject_reason"] == "error PROCESSING_ERROR"
+    await staff.send({"type": "eject_end", "node_id": bad})
+    assert (await staff.expect(lambda f: f.get("type") == "notice"))["message"] == f"{bad} takes jobs again."
+    after = await staff.expect(lambda f: f.get("type") == "snapshot")
+    row = next(row for row in after["nodes"] if row["id"] == bad)
+    assert (row["ejected_s"], row["eject_reason"]) == (None, None)
+    await jobs_on(bad, 1, failing=set())
+    await staff.send({"type": "eject_end", "node_id": "node-00000000"})
+    assert (await staff.expect(lambda f: f.get("type") == "notice"))["level"] == "error"
+
+
 async def test_pair_preview_lists_the_route_and_who_has_a_free_slot(sockets, node_token, client: Client):
     await sync_to_async(import_pools)(
         {"pools": [
