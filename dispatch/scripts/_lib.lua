@@ -301,16 +301,14 @@ local function node_failed(node_id, reason, code, now, after, base_ms, max_ms)
   if v[3] and tonumber(v[3]) > now then return nil end  -- already out (jobs it held before)
   local pools = decode_list(v[1])
   for _, name in ipairs(pools) do
-    local ekey = k('ejected', name)
-    redis.call('ZREMRANGEBYSCORE', ekey, '-inf', now)
-    if (redis.call('ZCARD', ekey) + 1) * 2 > redis.call('SCARD', k('pool', name)) then
-      return {refused = name}
-    end
+    local out = redis.call('ZCOUNT', k('ejected', name), '(' .. now, '+inf')
+    if (out + 1) * 2 > redis.call('SCARD', k('pool', name)) then return {refused = name} end
   end
   local count = (tonumber(v[2]) or 0) + 1
   local span = math.floor(math.min(base_ms * 2 ^ math.min(count - 1, 30), max_ms))
   local until_ms = now + span
   for _, name in ipairs(pools) do
+    -- entries past their time count no more; the set goes when its last ejection could end
     redis.call('ZADD', k('ejected', name), until_ms, node_id)
     redis.call('PEXPIRE', k('ejected', name), max_ms)
   end
