@@ -324,3 +324,34 @@ def test_story_tells_pools_passed_over_the_pick_and_a_late_answer():
                        "ending": json.dumps({"kind": "cancelled", "reason": "session_closed"})})["ending_text"] == (
         "cancelled (session_closed); job_cancel sent to the node that held it"
     )
+
+
+def test_story_tells_turn_affinity_and_ejections():
+    story = {
+        "job_id": "job-4", "session": "s-1", "trace": "t-1", "utt": "7", "need": "zh>en",
+        "route": json.dumps([["auto:zh-en", "random"]]), "cut_ms": "1000",
+        "attempts": json.dumps([
+            {"attempt": 1, "pool": "auto:zh-en", "strategy": "affinity", "node": "node-a", "at_ms": 1002,
+             "turn": "node-a=2", "looked": [{"pool": "auto:zh-en", "candidates": ["node-a=2"]}]},
+            {"attempt": 2, "pool": "auto:zh-en", "strategy": "random", "node": "node-c", "at_ms": 1050,
+             "looked": [{"pool": "auto:zh-en", "candidates": ["node-b=ejected", "node-c=4"]}]},
+        ]),
+        "events": json.dumps([
+            {"at_ms": 1040, "event": "failed", "node": "node-a", "attempt": 1, "code": "PROCESSING_ERROR"},
+            {"at_ms": 1040, "event": "ejected", "node": "node-a", "until_ms": 31040},
+            {"at_ms": 1040, "event": "not_ejected", "node": "node-a", "pool": "auto:zh-en"},
+        ]),
+    }
+    first, second = story_told(story)["attempts"]
+    assert first["why"] == (
+        "pool auto:zh-en: the node of the turn's previous piece, still ready with a free slot (turn affinity), 2 free."
+    )
+    assert second["looked"][0]["candidates"][0] == {"node": "node-b", "free": "ejected"}
+    events = [event["text"] for event in story_told(story)["events"]]
+    assert events[1] == "node-a was ejected after failures in a row: no new job until 1970-01-01 00:00:31.040 UTC"
+    assert events[2] == "node-a failed again, but was not ejected: it is one of the last ready nodes of auto:zh-en"
+    moved = dict(story, attempts=json.dumps([
+        {"attempt": 1, "pool": "auto:zh-en", "strategy": "random", "node": "node-c", "at_ms": 1002, "turn": "node-a=0",
+         "looked": [{"pool": "auto:zh-en", "candidates": ["node-c=4"]}]},
+    ]))
+    assert story_told(moved)["attempts"][0]["why"].endswith("; the turn's node could not take it (node-a=0).")
