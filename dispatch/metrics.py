@@ -91,8 +91,8 @@ def metrics_text(fleet: selectors.Fleet) -> str:
         _by_prefix(counters, "ejections:", "reason"),
     )
     lines += _family(
-        "scheduler_nodes_ejected", "gauge", "Nodes ejected after failures right now.",
-        [("", sum(1 for node in fleet.nodes if node.ejected_for_ms(fleet.now_ms) > 0))],
+        "scheduler_nodes_ejected", "gauge", "Connected nodes ejected after failures right now.",
+        [("", sum(1 for node in fleet.connected if node.ejected_for_ms(fleet.now_ms) > 0))],
     )
     lines += _family(
         "scheduler_frames_rejected_total", "counter", "Frames answered with an error, by error code.",
