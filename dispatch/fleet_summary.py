@@ -63,6 +63,7 @@ class Row:
     last_seen_ms: int
     failed: int
     load: str
+    eject_until_ms: int
 
     @property
     def connected(self) -> bool:
@@ -94,13 +95,13 @@ async def _scan(*, with_caps: bool) -> list[Row]:
         reply = await store.run("fleet_slice", cursor, SLICE, "1" if with_caps else "0")
         cursor, flat = str(reply[0]), reply[1:]
         gone = []
-        for i in range(0, len(flat), 9):
-            node_id, status, slots, used, sig, caps, last_seen, failed, load = flat[i : i + 9]
+        for i in range(0, len(flat), 10):
+            node_id, status, slots, used, sig, caps, last_seen, failed, load, eject_until = flat[i : i + 10]
             if not status:
                 gone.append(node_id)
             elif len(node_id) <= ID_WIDTH:  # longer ones are not ids node_register makes
                 found[node_id] = Row(node_id, status, _int(slots), _int(used), sig, caps, _int(last_seen),
-                                     _int(failed), load)
+                                     _int(failed), load, _int(eject_until))
         if gone:
             await store.run("nodes_prune", *gone)
         if cursor == "0":
@@ -143,9 +144,9 @@ def _pairs_of(caps_raw: str) -> frozenset[str]:
     return pairs
 
 
-def _totals(rows: list[Row]) -> dict[str, Any]:
+def _totals(rows: list[Row], now_ms: int) -> dict[str, Any]:
     counts = {status: 0 for status in STATUSES}
-    used = total = 0
+    used = total = ejected = 0
     cpu: list[float] = []
     gpu: list[float] = []
     for row in rows:
@@ -153,6 +154,7 @@ def _totals(rows: list[Row]) -> dict[str, Any]:
         if row.connected:
             used += row.used
             total += row.slots
+            ejected += row.eject_until_ms > now_ms
             if row.load:
                 try:
                     load = _load_decoder.decode(row.load)
@@ -166,6 +168,7 @@ def _totals(rows: list[Row]) -> dict[str, Any]:
         "node_count": len(rows),
         "slots_used": used,
         "slots_total": total,
+        "ejected": ejected,
         "cpu": round(sum(cpu) / len(cpu), 1) if cpu else None,
         "gpu": round(sum(gpu) / len(gpu), 1) if gpu else None,
     }
@@ -285,7 +288,7 @@ async def summary_compute(name: str) -> dict[str, Any]:
     pools_of = await _pools_of(client, rows)
     config = PoolConfig.from_json(config_raw) if config_raw else None
     activity = await _activity(client, now_ms)
-    totals = _totals(rows)
+    totals = _totals(rows, now_ms)
     summary: dict[Any, str | int | float] = {
         "at_ms": now_ms,
         "totals": json.dumps(totals),

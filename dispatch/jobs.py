@@ -86,6 +86,13 @@ def job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
     )
 
 
+def _turn_keep_s() -> int:
+    """How long a turn's node is kept after its latest piece: the next piece is cut at most the
+    length limit (or a pause) later, and may wait behind the session's jobs in flight."""
+    cut_within_s = (settings.SCHEDULER_MAX_UTTERANCE_MS + settings.SCHEDULER_PAUSE_MS) / 1000
+    return int(history.job_deadline_s() + cut_within_s) + 1
+
+
 def assign_frame(body: str, attempt_id: int) -> str:
     return f'{{"type":"job_assign","attempt_id":{attempt_id:d},{body[1:]}'
 
@@ -119,6 +126,9 @@ async def job_submit(
             body,
             int(settings.SCHEDULER_JOB_TIMEOUT_S * 1000),
             history.job_index_keep_s(),
+            cut.turn_id,
+            "1" if cut.max_duration else "0",
+            _turn_keep_s(),
         )
         if reply[0] == "ok":
             _, node_id, node_channel, pool, strategy = reply
@@ -231,6 +241,9 @@ async def job_reassign(
         int(settings.SCHEDULER_DISPATCH_WAIT_S * 1000),
         block_s,
         message or "",
+        settings.SCHEDULER_EJECT_AFTER,
+        int(settings.SCHEDULER_EJECT_BASE_S * 1000),
+        int(settings.SCHEDULER_EJECT_MAX_S * 1000),
     )
     kind = reply[0]
     if kind in ("gone", "stale"):

@@ -189,3 +189,15 @@ def room_jobs(code: str) -> str:
     """zset: the jobs placed for a room code → when (ms), kept while their stories can exist
     (the job lookup by room code)."""
     return f"{prefix()}:room:{code}:jobs"
+
+
+def turn(session_id: str, turn_id: str) -> str:
+    """string with a TTL: the node that holds the latest piece of a session's unfinished turn
+    (its later pieces go there while it can take them); deleted with the turn's last piece."""
+    return f"{prefix()}:turn:{session_id}:{turn_id}"
+
+
+def ejected(pool: str) -> str:
+    """zset: the pool's members ejected after consecutive failures → until when (ms, Redis
+    clock); read when another member would be ejected (at most half of a pool's ready nodes)."""
+    return f"{prefix()}:ejected:{pool}"

@@ -102,6 +102,15 @@ def metrics_text(summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_
         [("", counters.get("node_full", 0))],
     )
     lines += _family(
+        "scheduler_node_ejections_total", "counter",
+        "Nodes ejected (no new job for a while) after failed attempts in a row, by the last one: error or timeout.",
+        _by_prefix(counters, "ejections:", "reason"),
+    )
+    lines += _family(
+        "scheduler_nodes_ejected", "gauge", "Connected nodes ejected after failures right now.",
+        [("", summary.totals.get("ejected", 0))],
+    )
+    lines += _family(
         "scheduler_frames_rejected_total", "counter", "Frames answered with an error, by error code.",
         _by_prefix(counters, "rejected:", "code"),
     )

@@ -248,3 +248,13 @@ async def node_drain(*, node_id: str, drain: bool, reason: str | None = None, by
         await outbox.tell_drained(channel)
     log.info("node drained" if drain else "node resumed", extra={"node_id": node_id, "code": status})
     return str(status)
+
+
+async def node_eject_end(*, node_id: str) -> bool:
+    """End a node's ejection after failures now (staff): it takes jobs again at once, and its
+    next ejection lasts the first span again. Returns whether it was ejected."""
+    reply = await store.run("node_eject_end", node_id)
+    if reply[0] == "unknown":
+        raise UnknownNode(node_id)
+    log.info("node ejection ended", extra={"node_id": node_id, "code": reply[0]})
+    return bool(reply[0] == "ended")

@@ -77,7 +77,10 @@ async def job_story(job_id: str) -> dict[str, str] | None:
 HISTORY_WINDOW_S = 15 * 60  # the dashboard's charts
 HISTORY_SAMPLE_S = 10  # one load sample per this many seconds (dispatch.history)
 # as fleet_rows.lua returns them
-NODE_FIELDS = ("status", "slots", "used", "caps", "pools", "load", "last_seen_ms", "jobs_done", "jobs_failed", "info")
+NODE_FIELDS = (
+    "status", "slots", "used", "caps", "pools", "load", "last_seen_ms", "jobs_done", "jobs_failed", "info",
+    "eject_until", "eject_reason", "eject_code",
+)
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,17 @@ class NodeLoad:
     jobs_failed: int
     times_ms: list[int]  # its last processing times, newest first
     info: dict[str, Any] = field(default_factory=dict)
+    eject_until_ms: int = 0  # ejected after failures until then (ms, Redis clock); past: not ejected
+    eject_reason: str = ""  # "error" or "timeout", and the code of the failure that ejected it
+    eject_code: str = ""
 
     @property
     def median_ms(self) -> float | None:
         return statistics.median(self.times_ms) if self.times_ms else None
+
+    def ejected_for_ms(self, now_ms: int) -> int:
+        """How long the node's ejection still lasts (0: not ejected)."""
+        return max(0, self.eject_until_ms - now_ms)
 
     @property
     def free(self) -> int:
@@ -153,6 +163,9 @@ async def nodes_load(node_ids: list[str]) -> list[NodeLoad]:
                 jobs_failed=_int(record["jobs_failed"]),
                 times_ms=[_int(t) for t in values[-1]],
                 info=_json_or(record["info"], {}),
+                eject_until_ms=_int(record["eject_until"]),
+                eject_reason=record["eject_reason"] or "",
+                eject_code=record["eject_code"] or "",
             )
         )
     return nodes

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from dispatch import fleet, room_selectors, selectors
-from dispatch.nodes import UnknownNode, node_drain
+from dispatch.nodes import UnknownNode, node_drain, node_eject_end
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
 from pools.rules import NodeCaps, served_pairs
@@ -83,6 +83,8 @@ def _node_row(node: selectors.NodeLoad, now_ms: int) -> dict[str, Any]:
         "jobs_done": node.jobs_done,
         "jobs_failed": node.jobs_failed,
         "median_ms": node.median_ms,
+        "ejected_s": round(node.ejected_for_ms(now_ms) / 1000, 1) or None,
+        "eject_reason": f"{node.eject_reason} {node.eject_code}".strip() if node.ejected_for_ms(now_ms) else None,
     }
 
 
@@ -176,8 +178,8 @@ class SameOriginOnly:
 class DashboardConsumer(FrameConsumer):
     """Pushes ``dashboard_frame`` each second; takes ``{"type": "view", "page", "size", "sort",
     "order", "status", "pool", "node", "pair"}`` (``fleet.View``) and ``{"type": "drain" |
-    "resume", "node_id"}``. The user was read at connect (the one database query); handlers
-    read Redis only."""
+    "resume" | "eject_end", "node_id"}``. The user was read at connect (the one database query);
+    handlers read Redis only."""
 
     ticker: asyncio.Task[None] | None = None
 
@@ -225,6 +227,17 @@ class DashboardConsumer(FrameConsumer):
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "view":
             self.view = fleet.View.parse(frame)
+        elif kind == "eject_end" and isinstance(frame.get("node_id"), str):
+            try:
+                ended = await node_eject_end(node_id=frame["node_id"])
+            except UnknownNode:
+                await self.notice(f"No node {frame['node_id']} is known.", "error")
+                return
+            except redis.RedisError:
+                await self.notice("Redis is unreachable: the node was not changed.", "error")
+                return
+            log.info("dashboard eject_end", extra={"node_id": frame["node_id"], "code": str(ended)})
+            await self.notice(f"{frame['node_id']} " + ("takes jobs again." if ended else "was not ejected."))
         elif kind in ("drain", "resume") and isinstance(frame.get("node_id"), str):
             try:
                 status = await node_drain(
@@ -239,6 +252,6 @@ class DashboardConsumer(FrameConsumer):
             log.info("dashboard %s", kind, extra={"node_id": frame["node_id"], "code": status})
             await self.notice(f"{frame['node_id']} is now {status}.")
         else:
-            await self.notice("Unknown request: send view, drain or resume.", "error")
+            await self.notice("Unknown request: send view, drain, resume or eject_end.", "error")
             return
         await self.push()

@@ -45,7 +45,9 @@ def _why(attempt: dict[str, Any], looked: list[dict[str, Any]]) -> str:
     candidates = chosen["candidates"] if chosen else []
     free = next((c["free"] for c in candidates if c["node"] == attempt["node"]), None)
     strategy = attempt.get("strategy") or "random"
-    if strategy == "sticky" and candidates and candidates[0]["node"] == attempt["node"]:
+    if strategy == "affinity":
+        pick = "the node of the turn's previous piece, still ready with a free slot (turn affinity)"
+    elif strategy == "sticky" and candidates and candidates[0]["node"] == attempt["node"]:
         pick = "the session's previous node, still ready with a free slot (sticky)"
     elif strategy == "least_loaded":
         pick = f"the most free slots among the {len(candidates)} sampled (least_loaded)"
@@ -57,11 +59,15 @@ def _why(attempt: dict[str, Any], looked: list[dict[str, Any]]) -> str:
         pick += f", {free} free"
     if attempt.get("attempt", 1) > 1:
         pick += "; nodes that already had the job were skipped"
+    if attempt.get("turn") and strategy != "affinity":
+        pick += f"; the turn's node could not take it ({attempt['turn']})"
     reasons.append(f"pool {attempt['pool']}: {pick}")
     return "; ".join(reasons) + "."
 
 
 EVENT_TEXT = {
+    "ejected": "{node} was ejected after failures in a row: no new job until {until}",
+    "not_ejected": "{node} failed again, but was not ejected: it is one of the last ready nodes of {pool}",
     "timeout": "attempt {attempt} on {node} timed out ({code}); job_cancel timeout sent to it",
     "lost": "{node} was lost during attempt {attempt} (socket closed or lease expired)",
     "failed": "attempt {attempt} failed on {node} with {code}",
@@ -115,7 +121,7 @@ def story_told(story: dict[str, str]) -> dict[str, Any]:
         {
             **event,
             "text": EVENT_TEXT.get(event.get("event", ""), "{event} on {node}").format_map(
-                {"attempt": "?", "node": "?", "code": "", **event}
+                {"attempt": "?", "node": "?", "code": "", "until": _when(event.get("until_ms")), **event}
             ),
             "after_cut_ms": after(event.get("at_ms")),
         }

@@ -55,10 +55,13 @@ class Stack:
         self.want_worker = worker
 
     def start(self) -> Stack:
+        # The worker boots beside the servers, and is up before a test begins: a job waiting
+        # for a node (SCHEDULER_DISPATCH_WAIT_S, often 1 s in tests) is retried only by it.
+        worker = self.start_worker() if self.want_worker else None
         for index in range(len(self.ports)):
             self.start_server(index)
-        if self.want_worker:
-            self.start_worker()
+        if worker is not None and self.env.get("REDIS_URL") == os.environ.get("REDIS_URL"):
+            self.wait_worker(worker)  # (it reports into the Redis of this test run)
         return self
 
     def start_server(self, index: int) -> None:
@@ -85,6 +88,17 @@ class Stack:
         )
         self.workers.append(worker)
         return worker
+
+    def wait_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        """Until the worker has reported in (its first pass)."""
+        from dispatch import keys, store
+
+        key = keys.worker(f"{socket.gethostname()}:{worker.pid}")
+        deadline = time.monotonic() + 30
+        while not store.sync_client().exists(key):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.05)
 
     def ws(self, index: int = 0) -> str:
         return f"ws://127.0.0.1:{self.ports[index]}"

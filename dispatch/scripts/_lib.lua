@@ -65,11 +65,12 @@ end
 
 -- Free slots of a node for a pool: 0 unless it is ready and not blocked from that pool
 -- (a MODEL_NOT_AVAILABLE failure blocks it for a while: field block:<pool> = until ms).
+-- Second value: whether the node is ejected (eject_until in the future) after failures.
 local function free_slots(node_id, pool, now)
-  local v = redis.call('HMGET', k('node', node_id), 'status', 'slots', 'used', 'block:' .. pool)
-  if v[1] ~= 'ready' then return 0 end
-  if v[4] and tonumber(v[4]) > now then return 0 end
-  return (tonumber(v[2]) or 0) - (tonumber(v[3]) or 0)
+  local v = redis.call('HMGET', k('node', node_id), 'status', 'slots', 'used', 'block:' .. pool, 'eject_until')
+  if v[1] ~= 'ready' then return 0, false end
+  if v[4] and tonumber(v[4]) > now then return 0, false end
+  return (tonumber(v[2]) or 0) - (tonumber(v[3]) or 0), (v[5] and tonumber(v[5]) > now) or false
 end
 
 local SAMPLE = 16
@@ -77,17 +78,26 @@ local ROUNDS = 4
 
 -- Pick a node of one pool by its strategy, skipping `tried`. Cost is bounded by
 -- 1 + ROUNDS x SAMPLE whatever the pool's size. Returns node id (or nil) and the candidates seen.
+-- An ejected node is skipped (seen as `id=ejected`) unless every member seen is ejected and
+-- untried: a pool whose other members left meanwhile is not left without a node.
 local function pick(pool, strategy, tried, session_id, now)
   local pkey = k('pool', pool)
   local size = redis.call('SCARD', pkey)
   local seen = {}
+  local spare, others = nil, false
   if size == 0 then return nil, seen end
   if strategy == 'sticky' and session_id ~= '' then
     local last = redis.call('HGET', k('session', session_id), 'last_node')
     if last and not tried[last] and redis.call('SISMEMBER', pkey, last) == 1 then
-      local free = free_slots(last, pool, now)
-      seen[#seen + 1] = last .. '=' .. free
-      if free > 0 then return last, seen end
+      local free, ejected = free_slots(last, pool, now)
+      if ejected then
+        seen[#seen + 1] = last .. '=ejected'
+        if free > 0 then spare = last end
+      else
+        seen[#seen + 1] = last .. '=' .. free
+        if free > 0 then return last, seen end
+        others = true
+      end
     end
   end
   local whole = size <= SAMPLE
@@ -107,18 +117,43 @@ local function pick(pool, strategy, tried, session_id, now)
     shuffle(sample)
     local best, best_free = nil, 0
     for _, id in ipairs(sample) do
-      if not tried[id] then
-        local free = free_slots(id, pool, now)
-        seen[#seen + 1] = id .. '=' .. free
-        if free > best_free then
-          best, best_free = id, free
-          if strategy ~= 'least_loaded' then break end
+      if tried[id] then
+        others = true
+      else
+        local free, ejected = free_slots(id, pool, now)
+        if ejected then
+          seen[#seen + 1] = id .. '=ejected'
+          if free > 0 and not spare then spare = id end
+        else
+          others = true
+          seen[#seen + 1] = id .. '=' .. free
+          if free > best_free then
+            best, best_free = id, free
+            if strategy ~= 'least_loaded' then break end
+          end
         end
       end
     end
     if best then return best, seen end
   end
+  if spare and not others then return spare, seen end
   return nil, seen
+end
+
+-- Turn affinity: the node holding a turn's latest piece takes the next one when it is in a
+-- pool of the route (walked in order), not ejected, with a free slot there. Returns that
+-- route entry or nil, and how the node was seen (`id=free`, `id=ejected`, `id=gone`).
+local function turn_entry(route, node_id, now)
+  local state = node_id .. '=gone'
+  for _, entry in ipairs(route) do
+    if redis.call('SISMEMBER', k('pool', entry[1]), node_id) == 1 then
+      local free, ejected = free_slots(node_id, entry[1], now)
+      if ejected then return nil, node_id .. '=ejected' end
+      state = node_id .. '=' .. free
+      if free > 0 then return entry, state end
+    end
+  end
+  return nil, state
 end
 
 -- Take one slot of a node for a job.
@@ -312,4 +347,47 @@ local function repool_claim(nkey, window_ms, now)
   if now < (tonumber(redis.call('HGET', nkey, 'repool_ms')) or 0) + window_ms then return false end
   redis.call('HSET', nkey, 'repool_ms', now)
   return true
+end
+
+-- Outlier ejection, after an attempt on a node failed (an error other than MODEL_NOT_AVAILABLE,
+-- or a timeout): the `after`-th failure in a row ejects the node for base_ms, doubled on each
+-- ejection since its last success, at most max_ms. Never more than half of the ready members
+-- of any of its pools at once (checked here, over its pools, with a per-pool zset of ejected
+-- members: ejections are rare, jobs are not). Returns nil, {ejected = until ms, span = ms},
+-- or {refused = pool}.
+local function node_failed(node_id, reason, code, now, after, base_ms, max_ms)
+  local nkey = k('node', node_id)
+  if not after or after < 1 or redis.call('EXISTS', nkey) == 0 then return nil end
+  if redis.call('HINCRBY', nkey, 'fails_in_row', 1) < after then return nil end
+  redis.call('HSET', nkey, 'fails_in_row', 0)
+  local v = redis.call('HMGET', nkey, 'pools', 'eject_count', 'eject_until')
+  if v[3] and tonumber(v[3]) > now then return nil end  -- already out (jobs it held before)
+  local pools = decode_list(v[1])
+  for _, name in ipairs(pools) do
+    local out = redis.call('ZCOUNT', k('ejected', name), '(' .. now, '+inf')
+    if (out + 1) * 2 > redis.call('SCARD', k('pool', name)) then return {refused = name} end
+  end
+  local count = (tonumber(v[2]) or 0) + 1
+  local span = math.floor(math.min(base_ms * 2 ^ math.min(count - 1, 30), max_ms))
+  local until_ms = now + span
+  for _, name in ipairs(pools) do
+    -- entries past their time count no more; the set goes when its last ejection could end
+    redis.call('ZADD', k('ejected', name), until_ms, node_id)
+    redis.call('PEXPIRE', k('ejected', name), max_ms)
+  end
+  redis.call('HSET', nkey, 'eject_until', until_ms, 'eject_reason', reason, 'eject_code', code,
+    'eject_count', count, 'ejected_ms', now)
+  redis.call('HINCRBY', k('metrics'), 'ejections:' .. reason, 1)
+  return {ejected = until_ms, span = span}
+end
+
+-- An attempt on a node succeeded: its run of failures ends, and (unless it is ejected now, a
+-- job it held from before finishing) so does the doubling of its ejections.
+local function node_succeeded(node_id, now)
+  local nkey = k('node', node_id)
+  local v = redis.call('HMGET', nkey, 'fails_in_row', 'eject_count', 'eject_until')
+  if v[1] and v[1] ~= '0' then redis.call('HSET', nkey, 'fails_in_row', 0) end
+  if v[2] and v[2] ~= '0' and not (v[3] and tonumber(v[3]) > now) then
+    redis.call('HSET', nkey, 'eject_count', 0)
+  end
 end

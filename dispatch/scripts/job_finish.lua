@@ -24,6 +24,7 @@ if redis.call('EXISTS', nkey) == 1 then
     redis.call('HINCRBY', nkey, 'jobs_failed', 1)
   else
     redis.call('HINCRBY', nkey, 'jobs_done', 1)
+    node_succeeded(node_id, now)
   end
   if ARGV[7] ~= '' then
     redis.call('LPUSH', k('node', node_id, 'times'), ARGV[7])

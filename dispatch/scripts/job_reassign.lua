@@ -4,7 +4,8 @@
 -- dispatch wait, the job ends with its last attempt's error.
 -- ARGV: prefix, job_id, reason (timeout|lost|failed|retry|expire), seed, expected attempt ('' any),
 --       expected node ('' any), attempt timeout ms, max attempts, error code of this attempt,
---       history s, dispatch wait ms, model block s (MODEL_NOT_AVAILABLE) or '0', node's message
+--       history s, dispatch wait ms, model block s (MODEL_NOT_AVAILABLE) or '0', node's message,
+--       failures in a row that eject a node (0: never), first ejection ms, longest ejection ms
 -- Returns {'gone'} | {'stale'} (someone else moved it, or not the current node's)
 --   | {'moved', node, node channel, attempt, body, old channel, drained channel}
 --   | {'waiting', old channel, drained channel}
@@ -13,7 +14,7 @@
 local job_id, reason = ARGV[2], ARGV[3]
 local jkey = k('job', job_id)
 local j = redis.call('HMGET', jkey, 'node', 'attempt', 'tried', 'need', 'auto_pool', 'session', 'schan',
-  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until', 'last_message')
+  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until', 'last_message', 'turn')
 if not j[1] then return {'gone'} end
 if ARGV[5] ~= '' and j[2] ~= ARGV[5] then return {'stale'} end
 if ARGV[6] ~= '' and j[1] ~= ARGV[6] then return {'stale'} end
@@ -34,6 +35,14 @@ if reason ~= 'retry' then
     -- the dashboard's per-node count of attempts that failed or timed out there
     if (reason == 'failed' or reason == 'timeout') and redis.call('EXISTS', k('node', old_node)) == 1 then
       redis.call('HINCRBY', k('node', old_node), 'jobs_failed', 1)
+      if reason == 'timeout' or code ~= 'MODEL_NOT_AVAILABLE' then
+        local out = node_failed(old_node, reason == 'timeout' and 'timeout' or 'error', code, now,
+          tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]))
+        if out then
+          story_append(job_id, 'events', {at_ms = now, event = out.ejected and 'ejected' or 'not_ejected',
+            node = old_node, until_ms = out.ejected, pool = out.refused})
+        end
+      end
     end
   end
 end
@@ -65,6 +74,10 @@ redis.call('HSET', jkey, 'node', node, 'attempt', attempt, 'tried', j[3] .. ',' 
   'dispatched_ms', now, 'state', 'assigned', 'last_error', code, 'last_message', message)
 redis.call('ZADD', k('deadlines'), now + tonumber(ARGV[7]), job_id)
 redis.call('HINCRBY', k('metrics'), 'reassignments', 1)
+-- the turn goes on where its piece now is (unless a later piece has moved it already)
+if j[16] and redis.call('GET', k('turn', j[6], j[16])) == string.match(j[3], '([^,]+)$') then
+  redis.call('SET', k('turn', j[6], j[16]), node, 'KEEPTTL')
+end
 story_append(job_id, 'attempts', {attempt = attempt, pool = pool, strategy = strategy, node = node, at_ms = now, looked = looked})
 local node_channel = redis.call('HGET', k('node', node), 'channel')
 return {'moved', node, node_channel, attempt, j[11], old_channel, drained}

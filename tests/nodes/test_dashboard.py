@@ -181,6 +181,7 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
         "id": a, "status": "ready", "pools": ["zh-en"], "auto_pools": 3, "pairs": 2, "pairs_text": "en→zh, zh→en",
         "services": ["asr", "nmt", "tts"], "used": 0, "slots": 3, "free": 3, "cpu": 41.0, "gpu": 77.0, "gpu_mem": 60.0,
         "mem": 33.0, "running_jobs": 2, "heartbeat_age_s": 0, "jobs_done": 0, "jobs_failed": 0, "median_ms": None,
+        "ejected_s": None, "eject_reason": None,
     }
     assert row_b["pools"] == [] and row_b["auto_pools"] == 9 and row_b["slots"] == 2 and row_b["gpu"] is None
     assert row_b["pairs_text"] == "de→es, de→fr, es→de, es→fr, fr→de, fr→es"
@@ -224,6 +225,28 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
     assert (await staff.expect(lambda f: f.get("type") == "notice"))["message"] == f"{a} is now ready."
     assert selectors.pool_members("zh-en") == [a]
     await staff.send({"type": "drain", "node_id": "node-00000000"})
+    assert (await staff.expect(lambda f: f.get("type") == "notice"))["level"] == "error"
+
+
+async def test_an_ejected_node_shows_why_and_for_how_long_and_staff_end_it(sockets, node_token, settings):
+    from tests.dispatch.test_ejection import fail_on, jobs_on
+
+    settings.SCHEDULER_EJECT_BASE_S = settings.SCHEDULER_EJECT_MAX_S = 60
+    _, bad = await node_up(sockets, node_token, {}, langs=["zh", "en"])
+    await node_up(sockets, node_token, {}, langs=["zh", "en"])
+    await fail_on(bad, 3)
+    staff = sockets(dashboard_socket(await sync_to_async(login_cookie)(staff=True)))
+    assert await staff.connect()
+    snapshot = await staff.expect(lambda f: f.get("type") == "snapshot" and len(f["nodes"]) == 2)
+    row = next(row for row in snapshot["nodes"] if row["id"] == bad)
+    assert 58 <= row["ejected_s"] <= 60 and row["eject_reason"] == "error PROCESSING_ERROR"
+    await staff.send({"type": "eject_end", "node_id": bad})
+    assert (await staff.expect(lambda f: f.get("type") == "notice"))["message"] == f"{bad} takes jobs again."
+    after = await staff.expect(lambda f: f.get("type") == "snapshot")
+    row = next(row for row in after["nodes"] if row["id"] == bad)
+    assert (row["ejected_s"], row["eject_reason"]) == (None, None)
+    await jobs_on(bad, 1, failing=set())
+    await staff.send({"type": "eject_end", "node_id": "node-00000000"})
     assert (await staff.expect(lambda f: f.get("type") == "notice"))["level"] == "error"
 
 
@@ -321,3 +344,34 @@ def test_story_tells_pools_passed_over_the_pick_and_a_late_answer():
                        "ending": json.dumps({"kind": "cancelled", "reason": "session_closed"})})["ending_text"] == (
         "cancelled (session_closed); job_cancel sent to the node that held it"
     )
+
+
+def test_story_tells_turn_affinity_and_ejections():
+    story = {
+        "job_id": "job-4", "session": "s-1", "trace": "t-1", "utt": "7", "need": "zh>en",
+        "route": json.dumps([["auto:zh-en", "random"]]), "cut_ms": "1000",
+        "attempts": json.dumps([
+            {"attempt": 1, "pool": "auto:zh-en", "strategy": "affinity", "node": "node-a", "at_ms": 1002,
+             "turn": "node-a=2", "looked": [{"pool": "auto:zh-en", "candidates": ["node-a=2"]}]},
+            {"attempt": 2, "pool": "auto:zh-en", "strategy": "random", "node": "node-c", "at_ms": 1050,
+             "looked": [{"pool": "auto:zh-en", "candidates": ["node-b=ejected", "node-c=4"]}]},
+        ]),
+        "events": json.dumps([
+            {"at_ms": 1040, "event": "failed", "node": "node-a", "attempt": 1, "code": "PROCESSING_ERROR"},
+            {"at_ms": 1040, "event": "ejected", "node": "node-a", "until_ms": 31040},
+            {"at_ms": 1040, "event": "not_ejected", "node": "node-a", "pool": "auto:zh-en"},
+        ]),
+    }
+    first, second = story_told(story)["attempts"]
+    assert first["why"] == (
+        "pool auto:zh-en: the node of the turn's previous piece, still ready with a free slot (turn affinity), 2 free."
+    )
+    assert second["looked"][0]["candidates"][0] == {"node": "node-b", "free": "ejected"}
+    events = [event["text"] for event in story_told(story)["events"]]
+    assert events[1] == "node-a was ejected after failures in a row: no new job until 1970-01-01 00:00:31.040 UTC"
+    assert events[2] == "node-a failed again, but was not ejected: it is one of the last ready nodes of auto:zh-en"
+    moved = dict(story, attempts=json.dumps([
+        {"attempt": 1, "pool": "auto:zh-en", "strategy": "random", "node": "node-c", "at_ms": 1002, "turn": "node-a=0",
+         "looked": [{"pool": "auto:zh-en", "candidates": ["node-c=4"]}]},
+    ]))
+    assert story_told(moved)["attempts"][0]["why"].endswith("; the turn's node could not take it (node-a=0).")

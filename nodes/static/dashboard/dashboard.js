@@ -88,7 +88,8 @@
       tr.dataset.nodeId = node.id;
       tr.dataset.status = node.status;
       tr.appendChild(cell(node.id, { "data-col": "id", class: "mono" }));
-      const status = cell(node.status, { "data-col": "status" });
+      const ejected = node.ejected_s ? " · ejected " + Math.ceil(node.ejected_s) + " s (" + node.eject_reason + ")" : "";
+      const status = cell(node.status + ejected, { "data-col": "status" });
       status.classList.add("status", "status-" + node.status);
       tr.appendChild(status);
       tr.appendChild(cell(poolsText(node), { "data-col": "pools" }));
@@ -117,6 +118,17 @@
         send({ type: resume ? "resume" : "drain", node_id: node.id });
       });
       actions.appendChild(button);
+      if (node.ejected_s) {
+        const end = document.createElement("button");
+        end.textContent = "End ejection";
+        end.className = "eject-end";
+        end.dataset.nodeId = node.id;
+        end.addEventListener("click", () => {
+          end.disabled = true;
+          send({ type: "eject_end", node_id: node.id });
+        });
+        actions.appendChild(end);
+      }
       tr.appendChild(actions);
       body.appendChild(tr);
     }
