@@ -117,6 +117,11 @@ SCHEDULER_RATE_LIMIT_PER_S = env_float("SCHEDULER_RATE_LIMIT_PER_S", 50)
 SCHEDULER_SESSION_MAX_INFLIGHT = env_int("SCHEDULER_SESSION_MAX_INFLIGHT", 8)
 SCHEDULER_MODEL_BLOCK_S = env_float("SCHEDULER_MODEL_BLOCK_S", 60)
 SCHEDULER_JOB_HISTORY_S = env_int("SCHEDULER_JOB_HISTORY_S", 900)
+# open: every session belongs to the built-in tenant "public"; ticket: a session needs an access
+# ticket and belongs to its tenant (docs/protocol.md, tenants).
+SCHEDULER_SESSION_AUTH = env_str("SCHEDULER_SESSION_AUTH", "open")
+if SCHEDULER_SESSION_AUTH not in ("open", "ticket"):
+    raise ValueError("SCHEDULER_SESSION_AUTH must be 'open' or 'ticket'")
 
 # --- Django ---
 INSTALLED_APPS = [
@@ -130,6 +135,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "pools",
+    "tenants",
     "dispatch",
     "nodes",
 ]
