@@ -21,9 +21,10 @@ import redis
 from django.conf import settings
 
 from dispatch import history, protocol, selectors
-from dispatch.cutter import CutReason, Cutter
+from dispatch.access import OPEN, REFUSALS, Access
+from dispatch.cutter import CutReason, Cutter, audio_duration_ms
 from dispatch.endings import ERROR_SENTENCES
-from dispatch.jobs import Cut, Dispatched, NoAvailableNode, job_recover, job_submit
+from dispatch.jobs import Cut, Dispatched, NoAvailableNode, QuotaExceeded, job_recover, job_submit
 from dispatch.outbox import now_ms
 from dispatch.protocol import (
     AudioChunk,
@@ -35,8 +36,8 @@ from dispatch.protocol import (
     SessionInit,
     Utterance,
 )
-from dispatch.sessions import SessionSpec, new_trace_id, session_close, session_open
-from pools.rules import auto_pool_name, one_way_need, two_way_need
+from dispatch.sessions import SessionRefused, SessionSpec, new_trace_id, session_close, session_open
+from pools.rules import auto_pool_name, need_pairs, one_way_need, two_way_need
 
 log = logging.getLogger("dispatch.sessions")
 
@@ -59,8 +60,9 @@ class Socket(Protocol):
 
 
 class BrowserSession:
-    def __init__(self, socket: Socket) -> None:
+    def __init__(self, socket: Socket, access: Access = OPEN) -> None:
         self.socket = socket
+        self.access = access  # its tenant and what its ticket allows
         self.spec: SessionSpec | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.pause_timer: asyncio.TimerHandle | None = None
@@ -124,7 +126,12 @@ class BrowserSession:
             if frame.src_lang == frame.tgt_lang:
                 raise ProtocolError("src_lang and tgt_lang must be different languages.")
             need, mode = one_way_need(frame.src_lang, frame.tgt_lang), "one_way"
-        if not await selectors.need_covered(need):
+        if not all(self.access.allows(s, t) for s, t in need_pairs(need)):
+            raise ProtocolError(
+                f"Your access ticket does not allow {need.replace('>', ' → ').replace('~', ' ↔ ')}.",
+                ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
+            )
+        if not await selectors.need_covered(need, self.access.tenant):
             raise ProtocolError(
                 f"No pool serves {need.replace('>', ' → ').replace('~', ' ↔ ')} right now.",
                 ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
@@ -136,7 +143,14 @@ class BrowserSession:
         two_way = mode == "two_way_auto"
         trace_id = frame.trace_id or new_trace_id()
         channel = self.socket.channel_name
-        session_id = await session_open(trace_id=trace_id, channel=channel)
+        try:
+            session_id = await session_open(
+                trace_id=trace_id, channel=channel, tenant=self.access.tenant, key_id=self.access.key_id,
+                sub=self.access.sub,
+            )
+        except SessionRefused as refused:
+            code, sentence, close_code = REFUSALS[refused.reason]
+            raise ProtocolError(sentence, code, close_code) from None
         self.spec = SessionSpec(
             session_id=session_id,
             trace_id=trace_id,
@@ -152,6 +166,9 @@ class BrowserSession:
             lang_b=frame.lang_b if two_way else None,
             auto_langs=frame.auto_langs,
             enable_streaming_asr=bool(frame.enable_streaming_asr),
+            tenant=self.access.tenant,
+            sub=self.access.sub,
+            label=frame.tenant_id or "",
         )
         log.info("session opened", extra={"session_id": session_id, "trace_id": trace_id})
         await self.socket.send_frame(protocol.session_init_ack(session_id, trace_id))
@@ -191,7 +208,7 @@ class BrowserSession:
             raise ProtocolError(f"The audio_chunk payload is not Opus in length-prefixed framing ({error}); dropped.") from None
         self.restart_pause_timer()
         if cut is not None:
-            await self.submit_cut(cut.audio, cut.reason, cut.turn_id)
+            await self.submit_cut(cut.audio, cut.reason, cut.turn_id, cut.duration_ms)
 
     def restart_pause_timer(self) -> None:
         if self.pause_timer is not None:
@@ -204,9 +221,9 @@ class BrowserSession:
         self.pause_timer = None
         cut = self.cutter.cut(CutReason.PAUSE)
         if cut is not None and self.spec is not None:
-            await self.submit_cut(cut.audio, cut.reason, cut.turn_id)
+            await self.submit_cut(cut.audio, cut.reason, cut.turn_id, cut.duration_ms)
 
-    async def submit_cut(self, audio: bytes, reason: CutReason, turn_id: str) -> None:
+    async def submit_cut(self, audio: bytes, reason: CutReason, turn_id: str, duration_ms: int = 0) -> None:
         index = self.next_index
         self.next_index += 1
         await self.enqueue(
@@ -221,6 +238,7 @@ class BrowserSession:
                 timeout=reason is CutReason.PAUSE,
                 max_duration=reason is CutReason.MAX_DURATION,
                 cut_ms=now_ms(),
+                audio_ms=duration_ms,
             )
         )
 
@@ -233,7 +251,7 @@ class BrowserSession:
         if frame.utterance_index < 0 or frame.utterance_index in self.used_indexes:
             raise ProtocolError(f"utterance_index {frame.utterance_index} was already used (or is negative).")
         try:
-            base64.b64decode(frame.audio, validate=True)
+            audio = base64.b64decode(frame.audio, validate=True)
         except binascii.Error:
             raise ProtocolError("The utterance audio is not valid base64; dropped.") from None
         self.used_indexes.add(frame.utterance_index)
@@ -252,6 +270,7 @@ class BrowserSession:
                 timeout=False,
                 max_duration=False,
                 cut_ms=now_ms(),
+                audio_ms=audio_duration_ms(audio, frame.audio_format, frame.sample_rate),
             )
         )
 
@@ -290,6 +309,14 @@ class BrowserSession:
             await job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
         except NoAvailableNode as error:
             await self.send_job_error(spec, cut, error.job_id, ErrorCode.NO_AVAILABLE_NODE)
+            self.job_done(cut.utterance_index)
+        except QuotaExceeded:
+            await self.socket.send_error(
+                ErrorCode.QUOTA_EXCEEDED,
+                "Your tenant has used its audio minutes for today (UTC); this utterance was not translated.",
+                trace_id=spec.trace_id,
+                utterance_index=cut.utterance_index,
+            )
             self.job_done(cut.utterance_index)
         except Exception as error:
             unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
@@ -400,7 +427,13 @@ class BrowserSession:
                 ErrorCode.INTERNAL_ERROR,
                 "The scheduler lost track of this utterance (its store was reset); please say it again.",
             )
-        await session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel)
+        try:
+            await session_open(
+                session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel, tenant=spec.tenant,
+                key_id=self.access.key_id, sub=spec.sub,
+            )
+        except SessionRefused as refused:  # its next lease renewal ends the socket
+            log.warning("session not recorded again: %s", refused.reason, extra={"session_id": spec.session_id})
 
     def store_back(self) -> None:
         """After an outage, endings published while our subscription was down are lost: once

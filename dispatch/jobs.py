@@ -42,6 +42,7 @@ class Cut:
     timeout: bool
     max_duration: bool
     cut_ms: int
+    audio_ms: int = 0  # what the tenant's audio quota and usage count
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class NoAvailableNode(Exception):
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
         self.job_id = job_id
+
+
+class QuotaExceeded(Exception):
+    """The utterance would take its tenant past its audio minutes for the UTC day."""
 
 
 def _job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
@@ -98,7 +103,8 @@ async def job_submit(
 ) -> Dispatched:
     """Place one utterance: one script call picks a node and reserves its slot when one is
     free; otherwise retry with a short backoff until ``SCHEDULER_DISPATCH_WAIT_S``, then
-    ``NoAvailableNode``. ``on_dispatched`` runs before the frame goes to the node."""
+    ``NoAvailableNode``. ``on_dispatched`` runs before the frame goes to the node. The same
+    call checks and counts the tenant's audio quota: ``QuotaExceeded``, nothing placed."""
     job_id = "job-" + secrets.token_hex(16)
     body = _job_body(spec, cut, job_id)
     give_up = time.monotonic() + settings.SCHEDULER_DISPATCH_WAIT_S
@@ -119,6 +125,10 @@ async def job_submit(
             body,
             int(settings.SCHEDULER_JOB_TIMEOUT_S * 1000),
             history.job_index_keep_s(),
+            spec.tenant,
+            cut.audio_ms,
+            spec.sub,
+            spec.label,
         )
         if reply[0] == "ok":
             _, node_id, node_channel, pool, strategy = reply
@@ -130,6 +140,8 @@ async def job_submit(
                 extra={"job_id": job_id, "node_id": node_id, "pool": pool, "session_id": spec.session_id},
             )
             return dispatched
+        if reply[0] == "quota":
+            raise QuotaExceeded(job_id)
         if reply[0] == "dup":
             job_id = "job-" + secrets.token_hex(16)
             body = _job_body(spec, cut, job_id)
@@ -140,7 +152,7 @@ async def job_submit(
             break
         await asyncio.sleep(min(backoff, remaining))  # the last try comes at the deadline, not before
         backoff = min(backoff * 2, 0.5)
-    route = await selectors.route_of(spec.need, spec.auto_pool)
+    route = await selectors.route_of(spec.need, spec.auto_pool, spec.tenant)
     await store.run(
         "job_unplaced",
         job_id,
@@ -154,6 +166,7 @@ async def job_submit(
         json_text({"kind": "error", "code": ErrorCode.NO_AVAILABLE_NODE}),
         settings.SCHEDULER_JOB_HISTORY_S,
         history.job_index_keep_s(),
+        spec.tenant,
     )
     log.warning(
         "no available node", extra={"job_id": job_id, "session_id": spec.session_id, "pool": first_pool}

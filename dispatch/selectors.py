@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from dispatch import keys, store
-from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name
+from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name, tenant_need
 
 
-async def route_of(need: str, auto_pool: str) -> list[list[str]]:
-    """The pools a need's jobs walk, in order, each as [pool, strategy]."""
+async def route_of(need: str, auto_pool: str, tenant: str = "") -> list[list[str]]:
+    """The pools a need's jobs walk, in order, each as [pool, strategy] (the tenant's own route
+    when pools restricted to it give it one)."""
     client = store.async_client()
-    raw, auto = await client.hmget(keys.routes(), need), await client.hget(keys.config(), "auto")
-    route: list[list[str]] = json.loads(raw[0]) if raw[0] else []
+    raw, auto = await client.hmget(keys.routes(), tenant_need(tenant, need), need), await client.hget(keys.config(), "auto")
+    found = raw[0] or raw[1]
+    route: list[list[str]] = json.loads(found) if found else []
     if auto == "1":
         route.append([auto_pool, "random"])
     return route
@@ -57,12 +59,13 @@ def nodes_by_pool() -> dict[str, list[str]]:
     return found
 
 
-async def need_covered(need: str) -> bool:
+async def need_covered(need: str, tenant: str = "") -> bool:
     """Whether a session with this need may start: automatic pools are on, or an enabled
-    admin pool covers it."""
+    admin pool covers it (one restricted to the session's tenant included)."""
     client = store.async_client()
-    auto, covered = await client.hget(keys.config(), "auto"), await client.hexists(keys.routes(), need)
-    return auto == "1" or bool(covered)
+    auto = await client.hget(keys.config(), "auto")
+    covered = await client.hmget(keys.routes(), need, tenant_need(tenant, need))
+    return auto == "1" or any(covered)
 
 
 async def job_story(job_id: str) -> dict[str, str] | None:

@@ -53,6 +53,9 @@ class FrameConsumer(AsyncWebsocketConsumer):
     async def session_gone(self) -> None:
         """The store closed the session this socket holds (its lease ran out)."""
 
+    async def session_refused(self) -> None:
+        """The session this socket holds is no longer allowed (key revoked, tenant disabled)."""
+
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): reconnect elsewhere."""
         await self.close(code=CloseCode.RECONNECT)
@@ -85,6 +88,8 @@ class FrameConsumer(AsyncWebsocketConsumer):
             await self.receive_frame(text)
         except ProtocolError as error:
             await self.send_error(error.code, error.message)
+            if error.close_code is not None:
+                await self.close(code=error.close_code)
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("store unreachable while handling a frame")
             await self.send_error(

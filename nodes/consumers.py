@@ -52,6 +52,7 @@ class NodeConsumer(FrameConsumer):
     async def connect(self) -> None:
         await self.accept()
         self.token_id: str | None = self.scope.get("node_token_id")
+        self.tenant: str = self.scope.get("node_tenant") or ""
         if not self.token_id:
             await self.close(code=CloseCode.UNAUTHORIZED)
 
@@ -135,7 +136,8 @@ class NodeConsumer(FrameConsumer):
     async def register(self, frame: NodeRegister) -> None:
         try:
             registered = await node_register(
-                frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id
+                frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id,
+                tenant=self.tenant,
             )
         except NodeTaken:
             await self.close(code=CloseCode.TAKEN_OVER)

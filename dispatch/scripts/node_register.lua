@@ -2,7 +2,7 @@
 -- put it in its pools, start its lease.
 -- ARGV: prefix, node_id, token, channel, config version, caps json, pools json, slots asked,
 --       info json, lease ms, raw language_capabilities, raw capability_by_type,
---       raw installed_services, '1' when we just made the id up
+--       raw installed_services, '1' when we just made the id up, the token's tenant ('' none)
 -- Returns {status, replaced channel or '', job ids the replaced socket held...}
 --       | {'stale'} (config changed: recompute) | {'taken'}
 --       | {'collision'} (a made-up id already exists: make another).
@@ -26,7 +26,8 @@ redis.call('HSET', nkey,
   'status', status, 'token', token, 'channel', channel, 'caps', ARGV[6], 'pools', ARGV[7],
   'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],
   'registered_ms', now, 'last_seen_ms', now,
-  'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13])
+  'language_capabilities', ARGV[11], 'capability_by_type', ARGV[12], 'installed_services', ARGV[13],
+  'tenant', ARGV[15] or '')
 redis.call('HSETNX', nkey, 'used', 0)
 redis.call('HINCRBY', nkey, 'capver', 1)
 redis.call('SADD', k('nodes'), node_id)

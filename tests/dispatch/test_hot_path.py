@@ -14,7 +14,7 @@ from schedulerproj.asgi import application
 from tests.clients import AUDIO_B64, register_frame
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("dispatch", "nodes", "pools", "schedulerproj")
+APPS = ("dispatch", "nodes", "pools", "tenants", "schedulerproj")
 LOCKS = {
     ("asyncio", "Lock"), ("asyncio", "Semaphore"), ("asyncio", "Condition"),
     ("threading", "Lock"), ("threading", "RLock"), ("threading", "Semaphore"), ("threading", "Condition"),
