@@ -42,7 +42,16 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}"
 
 
-def metrics_text(fleet: selectors.Fleet) -> str:
+def _tenant_jobs(counters: dict[str, int]) -> list[tuple[str, int]]:
+    samples = []
+    for name, value in sorted(counters.items()):
+        if name.startswith("tenant_jobs:"):
+            tenant, _, outcome = name.removeprefix("tenant_jobs:").rpartition(":")
+            samples.append((f'{{tenant="{_label(tenant)}",outcome="{_label(outcome)}"}}', value))
+    return samples
+
+
+def metrics_text(fleet: selectors.Fleet, tenant_sessions: dict[str, int] | None = None) -> str:
     """The fleet in Prometheus text format (0.0.4)."""
     counters = fleet.counters
     buckets, cumulative = [], 0
@@ -102,8 +111,24 @@ def metrics_text(fleet: selectors.Fleet) -> str:
         "scheduler_jobs_in_flight", "gauge", "Jobs placed or waiting for a node, not yet ended.",
         [("", fleet.jobs_in_flight)],
     )
+    lines += _family(
+        "scheduler_tenant_sessions", "gauge", "Open browser sessions per tenant.",
+        [(f'{{tenant="{_label(name)}"}}', count) for name, count in sorted((tenant_sessions or {}).items())],
+    )
+    lines += _family(
+        "scheduler_tenant_audio_seconds_total", "counter", "Audio placed on nodes per tenant (its quota counts this).",
+        [
+            (f'{{tenant="{_label(name.removeprefix("tenant_audio_ms:"))}"}}', value / 1000)
+            for name, value in sorted(counters.items())
+            if name.startswith("tenant_audio_ms:")
+        ],
+    )
+    lines += _family(
+        "scheduler_tenant_jobs_total", "counter", "Jobs ended per tenant, by how they ended.", _tenant_jobs(counters)
+    )
     return "\n".join(lines) + "\n"
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(metrics_text(await selectors.fleet_snapshot()), content_type=CONTENT_TYPE)
+    fleet, tenants = await selectors.fleet_snapshot(), await selectors.tenant_sessions()
+    return HttpResponse(metrics_text(fleet, tenants), content_type=CONTENT_TYPE)

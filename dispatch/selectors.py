@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from dispatch import keys, store
 from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name, tenant_need
+from tenants.models import PUBLIC
 
 
 async def route_of(need: str, auto_pool: str, tenant: str = "") -> list[list[str]]:
@@ -211,6 +212,22 @@ async def fleet_snapshot() -> Fleet:
     )
 
 
+async def tenant_sessions() -> dict[str, int]:
+    """Open sessions per tenant (every published tenant, and ``public``), read at the Redis
+    clock: entries whose lease ran out no longer count."""
+    client = store.async_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.hkeys(keys.tenants())
+    (seconds, micros), names = await pipe.execute()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    tenants = sorted(set(names) | {PUBLIC})
+    pipe = client.pipeline(transaction=False)
+    for name in tenants:
+        pipe.zcount(keys.tenant_sessions(name), now, "+inf")
+    return {name: int(count) for name, count in zip(tenants, await pipe.execute(), strict=True)}
+
+
 @dataclass(frozen=True)
 class PoolActivity:
     """Jobs placed in a pool over the history window, and its recent dispatch latencies."""
@@ -315,14 +332,22 @@ class PoolPreview:
         return [member for member in self.members if member.eligible]
 
 
-def pair_preview(need: str) -> list[PoolPreview]:
-    """Who would serve a need now: its route's pools in order, each with its members and
-    their free slots (sync: the admin)."""
+def pair_preview(need: str, tenant: str = "") -> list[PoolPreview]:
+    """Who would serve a need now for a tenant's session: its route's pools in order (the
+    tenant's own route when it has one, and before each pool the set of the tenant's own
+    nodes when it has members), each with its members and their free slots (sync: the admin)."""
     client = store.sync_client()
-    raw_route, auto = store.decoded(client.hmget(keys.routes(), need)), store.decoded(client.hget(keys.config(), "auto"))
-    route: list[list[str]] = json.loads(raw_route[0]) if raw_route[0] else []
+    raw_route = store.decoded(client.hmget(keys.routes(), tenant_need(tenant, need), need))
+    auto = store.decoded(client.hget(keys.config(), "auto"))
+    found = raw_route[0] or raw_route[1]
+    shared: list[list[str]] = json.loads(found) if found else []
     if auto == "1":
-        route.append([auto_pool_name(need), AUTO_STRATEGY])
+        shared.append([auto_pool_name(need), AUTO_STRATEGY])
+    route: list[list[str]] = []
+    for name, strategy in shared:
+        if tenant and client.exists(keys.pool(f"{name}@{tenant}")):
+            route.append([f"{name}@{tenant}", strategy])
+        route.append([name, strategy])
     seconds, micros = client.time()
     now = int(seconds) * 1000 + int(micros) // 1000
     previews = []

@@ -16,6 +16,7 @@ from dispatch import history, store
 from dispatch.jobs import jobs_handle_due
 from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
 from dispatch.sessions import sessions_expire
+from dispatch.usage import usage_rollup
 
 log = logging.getLogger("dispatch.worker")
 
@@ -27,8 +28,8 @@ ALIVE_TTL_S = 5
 
 async def worker_tick() -> None:
     """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
-    process died, move timed-out jobs on, and sample the fleet's load for the dashboard when
-    its time has come."""
+    process died, move timed-out jobs on, and sample the fleet's load for the dashboard and
+    roll the tenants' usage into the database when their time has come."""
     await store.run("worker_alive", f"{socket.gethostname()}:{os.getpid()}", ALIVE_TTL_S)
     await nodes_expire_leases()
     await sessions_expire()
@@ -40,6 +41,7 @@ async def worker_tick() -> None:
     while await jobs_handle_due() == 100:
         pass
     await history.fleet_sample()
+    await usage_rollup()
 
 
 async def worker_run() -> None:

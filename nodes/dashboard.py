@@ -116,6 +116,7 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
                 "no_available": counters.get(f"no_available:{name}", 0),
             }
         )
+    tenant_sessions = await selectors.tenant_sessions()  # open sessions per tenant
     nodes = [
         _node_row(node, fleet.now_ms)
         for node in fleet.nodes
@@ -141,6 +142,7 @@ async def dashboard_snapshot(*, pool: str = "", status: str = "") -> dict[str, A
         },
         "nodes": nodes,
         "pools": pools,
+        "tenant_sessions": tenant_sessions,
         "history": {
             "window_s": selectors.HISTORY_WINDOW_S,
             "load": samples,
