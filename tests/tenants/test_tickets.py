@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from tenants import sealing, tickets
+from tenants import sealing
 from tenants.tickets import TicketRefused, ticket_key_id, ticket_mint, ticket_verify
 
 SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret-0123"
