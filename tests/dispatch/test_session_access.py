@@ -17,10 +17,12 @@ from nodes.tokens import token_create
 from tenants.models import Tenant
 from tenants.services import tenant_key_revoke, tenant_update
 from tests.clients import AUDIO, split_packets
-from tests.dispatch.test_session_socket import Browser, Node, connect  # noqa: F401 (the fixture)
+from tests.dispatch import test_session_socket
+from tests.dispatch.test_session_socket import Browser, Node
 from tests.tenancy import Customer, customer_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
+connect = test_session_socket.connect  # the fixture that opens in-process sockets
 
 
 @pytest.fixture
