@@ -256,3 +256,50 @@ async def test_a_tenants_node_serves_only_that_tenant(connect, settings, ticket_
     assert [f for f in await own.silent(0.3) if f["type"] == "job_assign"] == []
     pools = json.loads(await store.async_client().hget(keys.node(own.node_id), "pools"))
     assert pools and all(name.endswith("@acme") for name in pools)
+
+
+async def test_the_pair_preview_and_the_dashboard_take_tenants(connect, settings, ticket_mode, admin_client):
+    from dispatch import selectors
+    from nodes.dashboard import dashboard_snapshot
+    from pools.config import import_pools
+
+    settings.SCHEDULER_AUTO_PAIR_POOLS = False
+    acme = await customer("acme", max_sessions=5)
+    await asyncio.to_thread(import_pools, {"pools": [
+        {"name": "acme-only", "priority": 20, "pairs": [["zh", "en"]], "tenants": ["acme"]},
+        {"name": "shared", "priority": 10, "pairs": [["zh", "en"]]},
+    ]})
+    shared = await connect(Node)
+    await shared.register(langs=["zh", "en"])
+    token = (await asyncio.to_thread(token_create, name="acme-gpu", tenant=await Tenant.objects.aget(name="acme")))[1]
+    own = await connect(Node, f"/ws/node?token={token}")
+    await own.register(langs=["zh", "en"])
+
+    def route(tenant: str) -> list[tuple[str, list[str]]]:
+        return [(p.pool, [m.node_id for m in p.members]) for p in selectors.pair_preview("zh>en", tenant)]
+
+    assert await asyncio.to_thread(route, "") == [("shared", [shared.node_id])]
+    assert await asyncio.to_thread(route, "acme") == [
+        ("acme-only@acme", [own.node_id]), ("acme-only", [shared.node_id]),
+        ("shared@acme", [own.node_id]), ("shared", [shared.node_id]),
+    ]
+    page = (await asyncio.to_thread(
+        admin_client.get, "/admin/pools/pool/preview/", {"src_lang": "zh", "tgt_lang": "en", "tenant": "acme"}
+    )).content.decode()
+    assert 'A job now would go to pool <strong id="first-pool">acme-only@acme</strong>' in page
+
+    for _ in range(2):
+        browser = await connect(Browser, f"/ws/session?access_token={acme.ticket()}")
+        await browser.init()
+    snapshot = await dashboard_snapshot()
+    assert snapshot["tenant_sessions"]["acme"] == 2 and snapshot["tenant_sessions"]["public"] == 0
+
+
+@pytest.fixture
+def admin_client(transactional_db):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
