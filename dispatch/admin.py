@@ -20,6 +20,7 @@ from dispatch import selectors
 from pools.models import LanguageRule, NodeSlotOverride, Pool
 from pools.rules import one_way_need, two_way_need
 from pools.signals import announce_pools_changed
+from tenants.models import Tenant
 
 
 class AnnouncesChanges(admin.ModelAdmin):
@@ -52,6 +53,10 @@ class PairPreviewForm(forms.Form):
     src_lang = forms.RegexField(regex=r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", label="From", max_length=16)
     tgt_lang = forms.RegexField(regex=r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", label="To", max_length=16)
     two_way = forms.BooleanField(required=False, label="Two-way (both directions)")
+    tenant = forms.ModelChoiceField(
+        queryset=Tenant.objects.all(), required=False, to_field_name="name", empty_label="(any: shared pools only)",
+        label="For tenant",
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -67,14 +72,33 @@ class PairPreviewForm(forms.Form):
 LIVE_MEMBERS_SHOWN = 20
 
 
+class PoolForm(forms.ModelForm):
+    tenants = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Only these tenants' sessions may use the pool; none ticked = everyone.",
+    )
+
+    class Meta:
+        model = Pool
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = list(Tenant.objects.values_list("name", flat=True))
+        names += [name for name in self.instance.tenants or [] if name not in names]  # a deleted tenant stays visible
+        self.fields["tenants"].choices = [(name, name) for name in names]  # type: ignore[attr-defined]
+
+
 @admin.register(Pool)
 class PoolAdmin(AnnouncesChanges):
-    list_display = ("name", "enabled", "priority", "strategy", "services", "pair_count", "live_members")
+    form = PoolForm
+    list_display = ("name", "enabled", "priority", "strategy", "services", "pair_count", "tenants_text", "live_members")
     list_filter = ("enabled", "strategy")
     search_fields = ("name",)
     inlines = [LanguageRuleInline]
     readonly_fields = ("live_members",)
-    fields = ("name", "enabled", "priority", "strategy", "required_services", "live_members")
+    fields = ("name", "enabled", "priority", "strategy", "required_services", "tenants", "live_members")
     change_list_template = "admin/pools/pool/change_list.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -90,7 +114,8 @@ class PoolAdmin(AnnouncesChanges):
         previews, error = None, None
         if form.is_valid():
             try:
-                previews = selectors.pair_preview(form.need())
+                tenant = form.cleaned_data["tenant"]
+                previews = selectors.pair_preview(form.need(), tenant.name if tenant else "")
             except Exception:  # the admin stays usable while Redis is down
                 error = "Live state is unavailable (Redis does not answer)."
         first = next((p.pool for p in previews or [] if p.eligible), None)
@@ -108,6 +133,10 @@ class PoolAdmin(AnnouncesChanges):
     @admin.display(description="required services")
     def services(self, pool: Pool) -> str:
         return ", ".join(pool.required_services) or "—"
+
+    @admin.display(description="tenants")
+    def tenants_text(self, pool: Pool) -> str:
+        return ", ".join(pool.tenants) or "everyone"
 
     @admin.display(description="pairs")
     def pair_count(self, pool: Pool) -> int:

@@ -15,16 +15,17 @@ import binascii
 import collections
 import logging
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import redis
 from django.conf import settings
 
 from dispatch import history, protocol, selectors
-from dispatch.cutter import CutReason, Cutter
+from dispatch.access import OPEN, REFUSALS, Access
+from dispatch.cutter import CutReason, Cutter, audio_duration_ms
 from dispatch.endings import ERROR_SENTENCES
-from dispatch.jobs import Cut, Dispatched, NoAvailableNode, job_recover, job_submit
+from dispatch.jobs import Cut, Dispatched, NoAvailableNode, QuotaExceeded, job_recover, job_submit
 from dispatch.outbox import now_ms
 from dispatch.protocol import (
     ROOM_FRAMES,
@@ -38,8 +39,17 @@ from dispatch.protocol import (
     Utterance,
 )
 from dispatch.room_member import RoomMember
-from dispatch.sessions import SessionSpec, new_trace_id, session_close, session_open
-from pools.rules import auto_pool_name, one_way_need, two_way_need
+from dispatch.sessions import (
+    SessionRefused,
+    SessionSpec,
+    new_trace_id,
+    session_close,
+    session_need,
+    session_open,
+    session_spec,
+)
+from dispatch.sockets import Socket
+from pools.rules import need_pairs
 
 log = logging.getLogger("dispatch.sessions")
 
@@ -49,21 +59,10 @@ MAX_UTTERANCES_PER_SESSION = 100_000
 STORE_BACK_SWEEPS_S = (2.0, 3.0)  # after an outage: look endings up 2 s, then 5 s later
 
 
-class Socket(Protocol):
-    """Where a session's frames go: its browser's socket."""
-
-    channel_name: str
-
-    async def send_frame(self, frame: dict[str, Any]) -> None: ...
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def send_error(self, code: ErrorCode, message: str, **fields: Any) -> None: ...
-
-
 class BrowserSession:
-    def __init__(self, socket: Socket) -> None:
+    def __init__(self, socket: Socket, access: Access = OPEN) -> None:
         self.socket = socket
+        self.access = access  # its tenant and what its ticket allows
         self.spec: SessionSpec | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.pause_timer: asyncio.TimerHandle | None = None
@@ -124,17 +123,13 @@ class BrowserSession:
         return self.spec
 
     async def init(self, frame: SessionInit) -> None:
-        if frame.src_lang == "auto":
-            if not frame.lang_a or not frame.lang_b:
-                raise ProtocolError('A two-way session (src_lang "auto") needs lang_a and lang_b.')
-            if frame.lang_a == frame.lang_b:
-                raise ProtocolError("lang_a and lang_b must be different languages.")
-            need, mode = two_way_need(frame.lang_a, frame.lang_b), "two_way_auto"
-        else:
-            if frame.src_lang == frame.tgt_lang:
-                raise ProtocolError("src_lang and tgt_lang must be different languages.")
-            need, mode = one_way_need(frame.src_lang, frame.tgt_lang), "one_way"
-        if not await selectors.need_covered(need):
+        need, mode = session_need(frame)
+        if not all(self.access.allows(s, t) for s, t in need_pairs(need)):
+            raise ProtocolError(
+                f"Your access ticket does not allow {need.replace('>', ' → ').replace('~', ' ↔ ')}.",
+                ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
+            )
+        if not await selectors.need_covered(need, self.access.tenant):
             raise ProtocolError(
                 f"No pool serves {need.replace('>', ' → ').replace('~', ' ↔ ')} right now.",
                 ErrorCode.UNSUPPORTED_LANGUAGE_PAIR,
@@ -143,25 +138,19 @@ class BrowserSession:
             old = self.spec.session_id
             await self.end()
             await self.socket.send_frame(protocol.session_close_ack(old))
-        two_way = mode == "two_way_auto"
         trace_id = frame.trace_id or new_trace_id()
         channel = self.socket.channel_name
-        session_id = await session_open(trace_id=trace_id, channel=channel)
-        self.spec = SessionSpec(
-            session_id=session_id,
-            trace_id=trace_id,
-            channel=channel,
-            need=need,
-            auto_pool=auto_pool_name(need),
-            src_lang=frame.src_lang,
-            tgt_lang=frame.tgt_lang,
-            dialect=frame.dialect,
-            features=frame.features or {},
-            mode=mode,
-            lang_a=frame.lang_a if two_way else None,
-            lang_b=frame.lang_b if two_way else None,
-            auto_langs=frame.auto_langs,
-            enable_streaming_asr=bool(frame.enable_streaming_asr),
+        try:
+            session_id = await session_open(
+                trace_id=trace_id, channel=channel, tenant=self.access.tenant, key_id=self.access.key_id,
+                sub=self.access.sub,
+            )
+        except SessionRefused as refused:
+            code, sentence, close_code = REFUSALS[refused.reason]
+            raise ProtocolError(sentence, code, close_code) from None
+        self.spec = session_spec(
+            frame, session_id=session_id, trace_id=trace_id, channel=channel, need=need, mode=mode,
+            tenant=self.access.tenant, sub=self.access.sub,
         )
         log.info("session opened", extra={"session_id": session_id, "trace_id": trace_id})
         await self.socket.send_frame(protocol.session_init_ack(session_id, trace_id))
@@ -202,7 +191,7 @@ class BrowserSession:
             raise ProtocolError(f"The audio_chunk payload is not Opus in length-prefixed framing ({error}); dropped.") from None
         self.restart_pause_timer()
         if cut is not None:
-            await self.submit_cut(cut.audio, cut.reason, cut.turn_id)
+            await self.submit_cut(cut.audio, cut.reason, cut.turn_id, cut.duration_ms)
 
     def restart_pause_timer(self) -> None:
         if self.pause_timer is not None:
@@ -215,9 +204,9 @@ class BrowserSession:
         self.pause_timer = None
         cut = self.cutter.cut(CutReason.PAUSE)
         if cut is not None and self.spec is not None:
-            await self.submit_cut(cut.audio, cut.reason, cut.turn_id)
+            await self.submit_cut(cut.audio, cut.reason, cut.turn_id, cut.duration_ms)
 
-    async def submit_cut(self, audio: bytes, reason: CutReason, turn_id: str) -> None:
+    async def submit_cut(self, audio: bytes, reason: CutReason, turn_id: str, duration_ms: int = 0) -> None:
         index = self.next_index
         self.next_index += 1
         await self.enqueue(
@@ -232,6 +221,7 @@ class BrowserSession:
                 timeout=reason is CutReason.PAUSE,
                 max_duration=reason is CutReason.MAX_DURATION,
                 cut_ms=now_ms(),
+                audio_ms=duration_ms,
             )
         )
 
@@ -244,7 +234,7 @@ class BrowserSession:
         if frame.utterance_index < 0 or frame.utterance_index in self.used_indexes:
             raise ProtocolError(f"utterance_index {frame.utterance_index} was already used (or is negative).")
         try:
-            base64.b64decode(frame.audio, validate=True)
+            audio = base64.b64decode(frame.audio, validate=True)
         except binascii.Error:
             raise ProtocolError("The utterance audio is not valid base64; dropped.") from None
         self.used_indexes.add(frame.utterance_index)
@@ -263,6 +253,7 @@ class BrowserSession:
                 timeout=False,
                 max_duration=False,
                 cut_ms=now_ms(),
+                audio_ms=audio_duration_ms(audio, frame.audio_format, frame.sample_rate),
             )
         )
 
@@ -303,6 +294,14 @@ class BrowserSession:
                 await job_submit(spec=spec, cut=cut, on_dispatched=dispatched)
         except NoAvailableNode as error:
             await self.send_job_error(spec, cut, error.job_id, ErrorCode.NO_AVAILABLE_NODE)
+            self.job_done(cut.utterance_index)
+        except QuotaExceeded:
+            await self.socket.send_error(
+                ErrorCode.QUOTA_EXCEEDED,
+                "Your tenant has used its audio minutes for today (UTC); this utterance was not translated.",
+                trace_id=spec.trace_id,
+                utterance_index=cut.utterance_index,
+            )
             self.job_done(cut.utterance_index)
         except Exception as error:
             unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
@@ -421,7 +420,13 @@ class BrowserSession:
                 ErrorCode.INTERNAL_ERROR,
                 "The scheduler lost track of this utterance (its store was reset); please say it again.",
             )
-        await session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel)
+        try:
+            await session_open(
+                session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel, tenant=spec.tenant,
+                key_id=self.access.key_id, sub=spec.sub,
+            )
+        except SessionRefused as refused:  # its next lease renewal ends the socket
+            log.warning("session not recorded again: %s", refused.reason, extra={"session_id": spec.session_id})
 
     def store_back(self) -> None:
         """After an outage, endings published while our subscription was down are lost: once

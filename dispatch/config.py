@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from dispatch import keys, store
 from dispatch.outbox import json_text
 from pools.config import load_config
-from pools.rules import NodeCaps, PoolConfig, node_pools, routes
+from pools.rules import NodeCaps, PoolConfig, node_pools, routes, tenant_pools
 
 log = logging.getLogger("dispatch")
 
@@ -46,10 +46,10 @@ def pools_publish() -> PoolConfig:
 def _node_repool_sync(node_id: str, config: PoolConfig) -> None:
     client = store.sync_client()
     for _ in range(STALE_RETRIES):
-        caps_raw, capver = store.decoded(client.hmget(keys.node(node_id), "caps", "capver"))
+        caps_raw, capver, tenant = store.decoded(client.hmget(keys.node(node_id), "caps", "capver", "tenant"))
         if caps_raw is None:
             return
-        pools = node_pools(config, NodeCaps.from_json(json.loads(caps_raw)))
+        pools = tenant_pools(node_pools(config, NodeCaps.from_json(json.loads(caps_raw))), tenant or "")
         outcome = store.run_sync("node_pools", node_id, capver, config.version, json_text(pools), "")
         if outcome != "stale":
             return

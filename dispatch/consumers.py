@@ -8,8 +8,9 @@ from typing import Any
 
 from django.conf import settings
 
+from dispatch.access import OPEN, Access
 from dispatch.browser_session import BrowserSession
-from dispatch.protocol import CloseCode, Ignored, decode_session_frame
+from dispatch.protocol import CloseCode, ErrorCode, Ignored, decode_session_frame
 from dispatch.ratelimit import RateLimiter
 from dispatch.sockets import FrameConsumer
 
@@ -19,13 +20,19 @@ log = logging.getLogger("dispatch.sessions")
 class SessionConsumer(FrameConsumer):
     async def connect(self) -> None:
         await self.accept()
-        self.session = BrowserSession(self)
+        access: Access = self.scope.get("session_access") or OPEN
+        self.session = BrowserSession(self, access)
         self.limiter = RateLimiter(settings.SCHEDULER_RATE_LIMIT_PER_S)
+        if access.refusal is not None:  # refused after the handshake, like a node without a token
+            await self.send_error(ErrorCode.INTERNAL_ERROR if access.store_down else ErrorCode.UNAUTHORIZED, access.refusal)
+            await self.close(code=CloseCode.RECONNECT if access.store_down else CloseCode.UNAUTHORIZED)
 
     async def disconnect(self, code: int) -> None:
         await self.session.end()
 
     async def receive_frame(self, text: str) -> None:
+        if self.session.access.refusal is not None:
+            return  # closing
         frame = decode_session_frame(text)
         if isinstance(frame, Ignored):
             await self.frame_ignored(frame.type)
@@ -40,6 +47,16 @@ class SessionConsumer(FrameConsumer):
     async def session_gone(self) -> None:
         log.warning("session closed by the store (lease ran out): reconnect", extra={"session_id": self.held_session()})
         await self.close(code=CloseCode.RECONNECT)
+
+    async def session_refused(self) -> None:
+        """Its ticket's key was revoked or its tenant disabled: its unfinished jobs are
+        cancelled, and the browser is told why before the socket closes with 4401."""
+        log.warning("session no longer allowed: key revoked or tenant disabled", extra={"session_id": self.held_session()})
+        await self.session.end()
+        await self.send_error(
+            ErrorCode.UNAUTHORIZED, "Your access ticket's key was revoked or your tenant was disabled."
+        )
+        await self.close(code=CloseCode.UNAUTHORIZED)
 
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): end the session now (its unfinished jobs are

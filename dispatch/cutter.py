@@ -46,6 +46,26 @@ class CutAudio:
     audio: bytes
     reason: CutReason
     turn_id: str
+    duration_ms: int = 0  # packets × 20 ms
+
+
+# Unframed Opus (an ``utterance`` frame whose audio is not in Plan A framing) is counted at
+# 24 kbit/s, about what the browser's encoder makes of speech (tests/fixtures/job_audio.bin:
+# 3,457 bytes with framing for 1 s).
+UNFRAMED_OPUS_BYTES_PER_MS = 3
+
+
+def audio_duration_ms(audio: bytes, audio_format: str, sample_rate: int) -> int:
+    """How much audio an ``utterance`` frame carries, for the tenants' audio quota and usage:
+    Opus in Plan A framing counts its packets (20 ms each, exact); other Opus is estimated from
+    its size; PCM (``pcm``, ``pcm16``, ``wav``, ``s16le``) is 16-bit mono at ``sample_rate``."""
+    fmt = audio_format.lower()
+    if fmt in ("pcm", "pcm16", "wav", "s16le", "linear16"):
+        return len(audio) * 1000 // (2 * max(1, sample_rate))
+    try:
+        return opus_packet_count(audio) * PACKET_MS
+    except ValueError:
+        return len(audio) // UNFRAMED_OPUS_BYTES_PER_MS
 
 
 class Cutter:
@@ -86,5 +106,6 @@ class Cutter:
         if reason is CutReason.MAX_DURATION:
             self._turn_id = turn_id
         audio = b"".join(self._chunks)
+        duration_ms = self._packets * PACKET_MS
         self._chunks, self._bytes, self._packets = [], 0, 0
-        return CutAudio(audio=audio, reason=reason, turn_id=turn_id)
+        return CutAudio(audio=audio, reason=reason, turn_id=turn_id, duration_ms=duration_ms)

@@ -42,6 +42,7 @@ class Cut:
     timeout: bool
     max_duration: bool
     cut_ms: int
+    audio_ms: int = 0  # what the tenant's audio quota and usage count
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class NoAvailableNode(Exception):
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
         self.job_id = job_id
+
+
+class QuotaExceeded(Exception):
+    """The utterance would take its tenant past its audio minutes for the UTC day."""
 
 
 def job_body(spec: SessionSpec, cut: Cut, job_id: str) -> str:
@@ -105,7 +110,8 @@ async def job_submit(
 ) -> Dispatched:
     """Place one utterance: one script call picks a node and reserves its slot when one is
     free; otherwise retry with a short backoff until ``SCHEDULER_DISPATCH_WAIT_S``, then
-    ``NoAvailableNode``. ``on_dispatched`` runs before the frame goes to the node."""
+    ``NoAvailableNode``. ``on_dispatched`` runs before the frame goes to the node. The same
+    call checks and counts the tenant's audio quota: ``QuotaExceeded``, nothing placed."""
     job_id = "job-" + secrets.token_hex(16)
     body = job_body(spec, cut, job_id)
     give_up = time.monotonic() + settings.SCHEDULER_DISPATCH_WAIT_S
@@ -129,6 +135,10 @@ async def job_submit(
             cut.turn_id,
             "1" if cut.max_duration else "0",
             _turn_keep_s(),
+            spec.tenant,
+            cut.audio_ms,
+            spec.sub,
+            spec.label,
         )
         if reply[0] == "ok":
             _, node_id, node_channel, pool, strategy = reply
@@ -140,6 +150,8 @@ async def job_submit(
                 extra={"job_id": job_id, "node_id": node_id, "pool": pool, "session_id": spec.session_id},
             )
             return dispatched
+        if reply[0] == "quota":
+            raise QuotaExceeded(job_id)
         if reply[0] == "dup":
             job_id = "job-" + secrets.token_hex(16)
             body = job_body(spec, cut, job_id)
@@ -150,7 +162,7 @@ async def job_submit(
             break
         await asyncio.sleep(min(backoff, remaining))  # the last try comes at the deadline, not before
         backoff = min(backoff * 2, 0.5)
-    route = await selectors.route_of(spec.need, spec.auto_pool)
+    route = await selectors.route_of(spec.need, spec.auto_pool, spec.tenant)
     await store.run(
         "job_unplaced",
         job_id,
@@ -164,6 +176,7 @@ async def job_submit(
         json_text({"kind": "error", "code": ErrorCode.NO_AVAILABLE_NODE}),
         settings.SCHEDULER_JOB_HISTORY_S,
         history.job_index_keep_s(),
+        spec.tenant,
     )
     log.warning(
         "no available node", extra={"job_id": job_id, "session_id": spec.session_id, "pool": first_pool}

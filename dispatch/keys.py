@@ -201,3 +201,37 @@ def ejected(pool: str) -> str:
     """zset: the pool's members ejected after consecutive failures → until when (ms, Redis
     clock); read when another member would be ejected (at most half of a pool's ready nodes)."""
     return f"{prefix()}:ejected:{pool}"
+
+
+def tenants() -> str:
+    """hash: tenant name → JSON record (``enabled``, ``origins``, ``max_sessions``,
+    ``audio_ms_per_day``), published from the database like the pools."""
+    return f"{prefix()}:tenants"
+
+
+def tenant_keys() -> str:
+    """hash: live key id → JSON ``{tenant, secret}`` (the secret still sealed); revoked keys are absent."""
+    return f"{prefix()}:tenant_keys"
+
+
+def tenant_sessions(tenant: str) -> str:
+    """zset: a tenant's open session ids → lease deadline (ms, Redis clock); its ``max_sessions``
+    counts the entries not yet past their deadline."""
+    return f"{prefix()}:tenant:{tenant}:sessions"
+
+
+def usage(day: int) -> str:
+    """hash: usage counters of UTC day ``day`` (days since the epoch), field ``<tenant>:<counter>``
+    (``sessions``, ``jobs``, ``results``, ``missing``, ``errors``, ``cancelled``, ``audio_ms``,
+    ``audio_ms_result``); the audio quota reads ``<tenant>:audio_ms``."""
+    return f"{prefix()}:usage:{day}"
+
+
+def tenant_keys_used() -> str:
+    """hash: key id → when a ticket of it last opened a session (ms); rolled into the database."""
+    return f"{prefix()}:tenant_keys_used"
+
+
+def usage_rollup(slot: int) -> str:
+    """string (TTL): a worker copy claimed this rollup slot (usage into the database)."""
+    return f"{prefix()}:rollup:{slot}"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from django.http import HttpRequest, HttpResponse
 
-from dispatch import fleet, loop_lag
+from dispatch import fleet, loop_lag, selectors
 
 # Upper bounds of the dispatch latency buckets, ms; the Lua side (_lib.lua DISPATCH_LE_MS)
 # counts into the same ones.
@@ -44,6 +44,15 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}"
 
 
+def _tenant_jobs(counters: dict[str, int]) -> list[tuple[str, int]]:
+    samples = []
+    for name, value in sorted(counters.items()):
+        if name.startswith("tenant_jobs:"):
+            tenant, _, outcome = name.removeprefix("tenant_jobs:").rpartition(":")
+            samples.append((f'{{tenant="{_label(tenant)}",outcome="{_label(outcome)}"}}', value))
+    return samples
+
+
 def _lag_family(lags: dict[str, loop_lag.LagHistogram]) -> list[str]:
     name = "scheduler_event_loop_lag_seconds"
     lines = [
@@ -58,7 +67,10 @@ def _lag_family(lags: dict[str, loop_lag.LagHistogram]) -> list[str]:
     return lines
 
 
-def metrics_text(summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_lag.LagHistogram]) -> str:
+def metrics_text(
+    summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_lag.LagHistogram],
+    tenant_sessions: dict[str, int] | None = None,
+) -> str:
     """The fleet in Prometheus text format (0.0.4)."""
     counters = live.counters
     buckets, cumulative = [], 0
@@ -132,9 +144,25 @@ def metrics_text(summary: fleet.Summary, live: fleet.Live, lags: dict[str, loop_
     lines += _family(
         "scheduler_room_members", "gauge", "Members of open rooms.", [("", counters.get("room_members", 0))]
     )
+    lines += _family(
+        "scheduler_tenant_sessions", "gauge", "Open browser sessions per tenant.",
+        [(f'{{tenant="{_label(name)}"}}', count) for name, count in sorted((tenant_sessions or {}).items())],
+    )
+    lines += _family(
+        "scheduler_tenant_audio_seconds_total", "counter", "Audio placed on nodes per tenant (its quota counts this).",
+        [
+            (f'{{tenant="{_label(name.removeprefix("tenant_audio_ms:"))}"}}', value / 1000)
+            for name, value in sorted(counters.items())
+            if name.startswith("tenant_audio_ms:")
+        ],
+    )
+    lines += _family(
+        "scheduler_tenant_jobs_total", "counter", "Jobs ended per tenant, by how they ended.", _tenant_jobs(counters)
+    )
     return "\n".join(lines) + "\n"
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
     (summary, live), lags = await fleet.fleet_scrape(), await loop_lag.loop_lags()
-    return HttpResponse(metrics_text(summary, live, lags), content_type=CONTENT_TYPE)
+    tenants = await selectors.tenant_sessions()
+    return HttpResponse(metrics_text(summary, live, lags, tenants), content_type=CONTENT_TYPE)

@@ -20,7 +20,7 @@ from dispatch.config import STALE_RETRIES, config_current
 from dispatch.jobs import job_reassign
 from dispatch.outbox import json_text, lease_ms
 from dispatch.protocol import ErrorCode, NodeHeartbeat, NodeRegister
-from pools.rules import NodeCaps, node_pools, ready_services
+from pools.rules import NodeCaps, node_pools, ready_services, tenant_pools
 
 log = logging.getLogger("dispatch")
 
@@ -92,11 +92,14 @@ def _capability_fields(frame: NodeRegister | NodeHeartbeat) -> dict[str, str]:
     }
 
 
-async def node_register(*, frame: NodeRegister, token: str, channel: str, current_id: str | None) -> Registered:
+async def node_register(
+    *, frame: NodeRegister, token: str, channel: str, current_id: str | None, tenant: str = ""
+) -> Registered:
     """Bind a node id to this socket, store its capabilities, put it in its pools.
 
     The id is the one the node sent when it looks like ours (``node-`` + 8 hex digits), this
-    socket's own id on a second register, else a new one."""
+    socket's own id on a second register, else a new one. A node whose token belongs to a
+    ``tenant`` sits in that tenant's sets of its pools (``pool@tenant``): it serves only it."""
     fresh = current_id is None and not (frame.node_id is not None and NODE_ID.match(frame.node_id))
     node_id = current_id or ("node-" + secrets.token_hex(4) if fresh else str(frame.node_id))
     fields = {name: "null" for name in CAPABILITY_FIELDS} | _capability_fields(frame)
@@ -114,7 +117,7 @@ async def node_register(*, frame: NodeRegister, token: str, channel: str, curren
             channel,
             config.version,
             json_text(caps.to_json()),
-            json_text(node_pools(config, caps)),
+            json_text(tenant_pools(node_pools(config, caps), tenant)),
             slots,
             info,
             lease_ms(),
@@ -123,6 +126,7 @@ async def node_register(*, frame: NodeRegister, token: str, channel: str, curren
             fields["installed_services"],
             "1" if fresh else "0",
             repool_window_ms(),
+            tenant,
         )
         if reply[0] == "taken":
             raise NodeTaken(node_id)
@@ -160,16 +164,16 @@ async def _node_repool(node_id: str) -> None:
     they changed meanwhile)."""
     client = store.async_client()
     for _ in range(STALE_RETRIES):
-        stored = await client.hmget(keys.node(node_id), "capver", "pending", *CAPABILITY_FIELDS)
-        capver, pending = stored[0], json.loads(stored[1] or "{}")
+        stored = await client.hmget(keys.node(node_id), "capver", "pending", "tenant", *CAPABILITY_FIELDS)
+        capver, pending, tenant = stored[0], json.loads(stored[1] or "{}"), str(stored[2] or "")
         if not pending:
             return
-        merged_raw = dict(zip(CAPABILITY_FIELDS, stored[2:], strict=True)) | pending
+        merged_raw = dict(zip(CAPABILITY_FIELDS, stored[3:], strict=True)) | pending
         caps = caps_from_fields({name: json.loads(raw or "null") for name, raw in merged_raw.items()})
         config = await config_current()
         flat = [item for pair in pending.items() for item in pair]
         outcome = await store.run(
-            "node_pools", node_id, capver, config.version, json_text(node_pools(config, caps)),
+            "node_pools", node_id, capver, config.version, json_text(tenant_pools(node_pools(config, caps), tenant)),
             json_text(caps.to_json()), *flat,
         )
         if outcome != "stale":

@@ -1,5 +1,6 @@
 """Origin check for ``/ws/session``: a browser whose ``Origin`` is not in ``ALLOWED_ORIGINS``
-is refused at the handshake (HTTP 403); a request without ``Origin`` (not a browser) passes."""
+(or in its tenant's own allowed origins, when the tenant has any) is refused at the handshake
+(HTTP 403); a request without ``Origin`` (not a browser) passes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 
 
-def origin_allowed(origin: str | None) -> bool:
-    allowed = settings.ALLOWED_ORIGINS
+def origin_allowed(origin: str | None, allowed: list[str] | tuple[str, ...] = ()) -> bool:
+    """``allowed``: the tenant's origins, which replace ``ALLOWED_ORIGINS`` when given."""
+    allowed = allowed or settings.ALLOWED_ORIGINS
     return origin is None or "*" in allowed or origin.rstrip("/") in allowed
 
 
@@ -22,6 +24,7 @@ class SessionOriginCheck:
         origin = next(
             (value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"origin"), None
         )
-        if not origin_allowed(origin):
+        access = scope.get("session_access")
+        if not origin_allowed(origin, access.origins if access is not None else ()):
             return await WebsocketDenier.as_asgi()(scope, receive, send)
         return await self.inner(scope, receive, send)

@@ -9,14 +9,17 @@ from functools import lru_cache
 from typing import Any, cast
 
 from dispatch import keys, store
-from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name
+from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name, tenant_need
+from tenants.models import PUBLIC
 
 
-async def route_of(need: str, auto_pool: str) -> list[list[str]]:
-    """The pools a need's jobs walk, in order, each as [pool, strategy]."""
+async def route_of(need: str, auto_pool: str, tenant: str = "") -> list[list[str]]:
+    """The pools a need's jobs walk, in order, each as [pool, strategy] (the tenant's own route
+    when pools restricted to it give it one)."""
     client = store.async_client()
-    raw, auto = await client.hmget(keys.routes(), need), await client.hget(keys.config(), "auto")
-    route: list[list[str]] = json.loads(raw[0]) if raw[0] else []
+    raw, auto = await client.hmget(keys.routes(), tenant_need(tenant, need), need), await client.hget(keys.config(), "auto")
+    found = raw[0] or raw[1]
+    route: list[list[str]] = json.loads(found) if found else []
     if auto == "1":
         route.append([auto_pool, "random"])
     return route
@@ -58,12 +61,13 @@ def pool_members_shown(name: str, limit: int = 20) -> tuple[int, list[str]]:
     return count, sorted(shown)[:limit]
 
 
-async def need_covered(need: str) -> bool:
+async def need_covered(need: str, tenant: str = "") -> bool:
     """Whether a session with this need may start: automatic pools are on, or an enabled
-    admin pool covers it."""
+    admin pool covers it (one restricted to the session's tenant included)."""
     client = store.async_client()
-    auto, covered = await client.hget(keys.config(), "auto"), await client.hexists(keys.routes(), need)
-    return auto == "1" or bool(covered)
+    auto = await client.hget(keys.config(), "auto")
+    covered = await client.hmget(keys.routes(), need, tenant_need(tenant, need))
+    return auto == "1" or any(covered)
 
 
 async def job_story(job_id: str) -> dict[str, str] | None:
@@ -171,6 +175,22 @@ async def nodes_load(node_ids: list[str]) -> list[NodeLoad]:
     return nodes
 
 
+async def tenant_sessions() -> dict[str, int]:
+    """Open sessions per tenant (every published tenant, and ``public``), read at the Redis
+    clock: entries whose lease ran out no longer count."""
+    client = store.async_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.hkeys(keys.tenants())
+    (seconds, micros), names = await pipe.execute()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    tenants = sorted(set(names) | {PUBLIC})
+    pipe = client.pipeline(transaction=False)
+    for name in tenants:
+        pipe.zcount(keys.tenant_sessions(name), now, "+inf")
+    return {name: int(count) for name, count in zip(tenants, await pipe.execute(), strict=True)}
+
+
 async def pools_configured() -> PoolConfig | None:
     """The published pool configuration (admin pools), None before the first publish."""
     raw = await store.async_client().hget(keys.config(), "json")
@@ -245,15 +265,22 @@ class PoolPreview:
         return [member for member in self.members if member.eligible]
 
 
-def pair_preview(need: str) -> list[PoolPreview]:
-    """Who would serve a need now: its route's pools in order, each with its member count and
-    up to ``PREVIEW_MEMBERS`` members (a random sample of a bigger pool, as a pick samples)
-    with their free slots (sync: the admin)."""
+def pair_preview(need: str, tenant: str = "") -> list[PoolPreview]:
+    """Who would serve a need now for a tenant's session: its route's pools in order (the
+    tenant's own route when it has one, and before each pool the set of the tenant's own
+    nodes when it has members), each with its members and their free slots (sync: the admin)."""
     client = store.sync_client()
-    raw_route, auto = store.decoded(client.hmget(keys.routes(), need)), store.decoded(client.hget(keys.config(), "auto"))
-    route: list[list[str]] = json.loads(raw_route[0]) if raw_route[0] else []
+    raw_route = store.decoded(client.hmget(keys.routes(), tenant_need(tenant, need), need))
+    auto = store.decoded(client.hget(keys.config(), "auto"))
+    found = raw_route[0] or raw_route[1]
+    shared: list[list[str]] = json.loads(found) if found else []
     if auto == "1":
-        route.append([auto_pool_name(need), AUTO_STRATEGY])
+        shared.append([auto_pool_name(need), AUTO_STRATEGY])
+    route: list[list[str]] = []
+    for name, strategy in shared:
+        if tenant and client.exists(keys.pool(f"{name}@{tenant}")):
+            route.append([f"{name}@{tenant}", strategy])
+        route.append([name, strategy])
     seconds, micros = client.time()
     now = int(seconds) * 1000 + int(micros) // 1000
     previews = []

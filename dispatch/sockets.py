@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from autobahn.exception import Disconnected
@@ -56,6 +56,9 @@ class FrameConsumer(AsyncWebsocketConsumer):
     async def session_gone(self) -> None:
         """The store closed the session this socket holds (its lease ran out)."""
 
+    async def session_refused(self) -> None:
+        """The session this socket holds is no longer allowed (key revoked, tenant disabled)."""
+
     async def stopping(self) -> None:
         """The process is stopping (SIGTERM): reconnect elsewhere."""
         await self.close(code=CloseCode.RECONNECT)
@@ -95,6 +98,8 @@ class FrameConsumer(AsyncWebsocketConsumer):
             await self.receive_frame(text)
         except ProtocolError as error:
             await self.send_error(error.code, error.message)
+            if error.close_code is not None:
+                await self.close(code=error.close_code)
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("store unreachable while handling a frame")
             await self.send_error(
@@ -130,3 +135,15 @@ class FrameConsumer(AsyncWebsocketConsumer):
 
     async def frame_ignored(self, frame_type: str) -> None:
         await counters.frame_ignored(frame_type=frame_type)
+
+
+class Socket(Protocol):
+    """Where a session's frames go: its browser's socket."""
+
+    channel_name: str
+
+    async def send_frame(self, frame: dict[str, Any]) -> None: ...
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_error(self, code: ErrorCode, message: str, **fields: Any) -> None: ...

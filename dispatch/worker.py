@@ -17,6 +17,7 @@ from dispatch.jobs import jobs_handle_due
 from dispatch.nodes import nodes_expire_leases, tokens_enforce_revoked
 from dispatch.rooms import rooms_expire
 from dispatch.sessions import sessions_expire
+from dispatch.usage import usage_rollup
 
 log = logging.getLogger("dispatch.worker")
 
@@ -31,7 +32,8 @@ def worker_name() -> str:
 
 async def worker_tick() -> None:
     """One pass: say we are alive, expire the leases of silent nodes and of sessions whose
-    process died, close idle rooms, move timed-out jobs on. (The fleet summary runs beside it,
+    process died, close idle rooms, move timed-out jobs on, and roll the tenants' usage into the
+    database when its time has come. (The fleet summary runs beside it,
     ``fleet_summary.summary_loop``, and forgets the ids of nodes whose record expired.)"""
     await store.run("worker_alive", worker_name(), ALIVE_TTL_S)
     await nodes_expire_leases()
@@ -42,6 +44,7 @@ async def worker_tick() -> None:
         await tokens_enforce_revoked()
     while await jobs_handle_due() == 100:
         pass
+    await usage_rollup()
 
 
 async def worker_run() -> None:

@@ -14,10 +14,15 @@ from nodes.tokens import new_plaintext, token_hash, token_revoke
 
 @admin.register(NodeToken)
 class NodeTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("created_at", "last_used_at", "revoked_at")
-    fields = ("name", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "tenant", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("tenant",)
+    fields = ("name", "tenant", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: NodeToken | None = None) -> tuple[str, ...]:
+        # a node takes its token's tenant when it registers: set it when the token is made
+        base = ("created_at", "last_used_at", "revoked_at")
+        return ("tenant", *base) if obj is not None else base
 
     def save_model(self, request: HttpRequest, obj: NodeToken, form: Any, change: bool) -> None:
         if not change:

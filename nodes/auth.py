@@ -37,6 +37,7 @@ class NodeTokenMiddleware:
         scope = dict(scope)
         plaintext = presented_token(scope)
         token = await database_sync_to_async(token_authenticate)(plaintext) if plaintext else None
+        scope["node_tenant"] = token.tenant.name if token is not None and token.tenant is not None else ""
         if token is not None:
             scope["node_token_id"] = str(token.pk)
         elif settings.SCHEDULER_NODE_AUTH == "open":

@@ -62,6 +62,7 @@ class NodeConsumer(FrameConsumer):
             slots=settings.SCHEDULER_NODE_MAX_SLOTS,
         )
         self.token_id: str | None = self.scope.get("node_token_id")
+        self.tenant: str = self.scope.get("node_tenant") or ""
         if not self.token_id:
             await self.close(code=CloseCode.UNAUTHORIZED)
 
@@ -154,7 +155,8 @@ class NodeConsumer(FrameConsumer):
     async def register(self, frame: NodeRegister) -> None:
         try:
             registered = await node_register(
-                frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id
+                frame=frame, token=self.token_id or "", channel=self.channel_name, current_id=self.node_id,
+                tenant=self.tenant,
             )
         except NodeTaken:
             await self.close(code=CloseCode.TAKEN_OVER)

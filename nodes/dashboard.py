@@ -135,6 +135,7 @@ async def dashboard_frame(view: fleet.View) -> dict[str, Any]:
         "nodes": [_node_row(node, now_ms) for node in rows],
         "pools": pools,
         "rooms": await room_selectors.rooms_snapshot(now_ms),
+        "tenant_sessions": await selectors.tenant_sessions(),  # open sessions per tenant
         "history": {
             "window_s": selectors.HISTORY_WINDOW_S,
             "load": read.samples,

@@ -11,6 +11,14 @@ class NodeToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="node_tokens",
+        help_text="Nodes on this token serve only this tenant's sessions (empty: every tenant's).",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from nodes.models import NodeToken
+from tenants.models import Tenant
 
 TOKEN_BYTES = 24
 
@@ -21,10 +22,11 @@ def new_plaintext() -> str:
     return "nt_" + secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def token_create(*, name: str) -> tuple[NodeToken, str]:
-    """A new token; its plaintext is returned once and never stored."""
+def token_create(*, name: str, tenant: Tenant | None = None) -> tuple[NodeToken, str]:
+    """A new token; its plaintext is returned once and never stored. Nodes on a tenant's token
+    serve only that tenant's sessions."""
     plaintext = new_plaintext()
-    token = NodeToken.objects.create(name=name, token_hash=token_hash(plaintext))
+    token = NodeToken.objects.create(name=name, token_hash=token_hash(plaintext), tenant=tenant)
     return token, plaintext
 
 
@@ -45,7 +47,11 @@ def token_authenticate(plaintext: str | None) -> NodeToken | None:
     """The live token for this plaintext, or None (missing, unknown or revoked)."""
     if not plaintext:
         return None
-    token = NodeToken.objects.filter(token_hash=token_hash(plaintext), revoked_at__isnull=True).first()
+    token = (
+        NodeToken.objects.select_related("tenant")
+        .filter(token_hash=token_hash(plaintext), revoked_at__isnull=True)
+        .first()
+    )
     if token is not None:
         NodeToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
     return token

@@ -3,7 +3,10 @@
 File format (``languages`` may stand instead of ``pairs``; export always prints pairs)::
 
     {"pools": [{"name": "zh-en-gpu", "enabled": true, "priority": 10, "strategy": "random",
-                "required_services": ["asr", "nmt", "tts"], "pairs": [["zh", "en"]]}]}
+                "required_services": ["asr", "nmt", "tts"], "pairs": [["zh", "en"]],
+                "tenants": ["acme"]}]}
+
+``tenants`` (absent or empty: everyone) restricts the pool to those tenants' sessions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pools.models import LanguageRule, NodeSlotOverride, Pool, Strategy
 from pools.rules import PoolConfig, PoolSpec
 from pools.signals import announce_pools_changed
 
-POOL_FIELDS = {"name", "enabled", "priority", "strategy", "required_services", "pairs", "languages"}
+POOL_FIELDS = {"name", "enabled", "priority", "strategy", "required_services", "pairs", "languages", "tenants"}
 
 
 def load_config() -> PoolConfig:
@@ -32,6 +35,7 @@ def load_config() -> PoolConfig:
             strategy=pool.strategy,
             required_services=frozenset(pool.required_services),
             pairs=frozenset(pool.pairs()),
+            tenants=frozenset(pool.tenants),
         )
         for pool in Pool.objects.prefetch_related("rules")
     )
@@ -50,6 +54,7 @@ def export_pools() -> dict[str, Any]:
                 "required_services": list(pool.required_services),
                 "pairs": [list(pair) for pair in sorted(pool.pairs())],
             }
+            | ({"tenants": sorted(pool.tenants)} if pool.tenants else {})
             for pool in Pool.objects.prefetch_related("rules").order_by("name")
         ]
     }
@@ -74,6 +79,7 @@ def _check_entry(index: int, entry: object) -> tuple[Pool, list[LanguageRule]]:
     priority = entry.get("priority", 10)
     strategy = entry.get("strategy", Strategy.RANDOM)
     services = entry.get("required_services", [])
+    tenants = entry.get("tenants", [])
     if not isinstance(enabled, bool):
         raise PoolFileError(f"{where}: 'enabled' must be true or false")
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -83,7 +89,8 @@ def _check_entry(index: int, entry: object) -> tuple[Pool, list[LanguageRule]]:
     if ("pairs" in entry) == ("languages" in entry):
         raise PoolFileError(f"{where}: give exactly one of 'pairs' and 'languages'")
     pool = Pool(
-        name=name, enabled=enabled, priority=priority, strategy=strategy, required_services=services
+        name=name, enabled=enabled, priority=priority, strategy=strategy, required_services=services,
+        tenants=tenants,
     )
     rules: list[LanguageRule] = []
     if "pairs" in entry:

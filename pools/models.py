@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -18,6 +20,14 @@ class Strategy(models.TextChoices):
     RANDOM = "random", "random: uniform among nodes with a free slot"
     STICKY = "sticky", "sticky: the session's previous node while it has a free slot"
     LEAST_LOADED = "least_loaded", "least_loaded: most free slots among a sample of 16"
+
+
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def validate_tenants(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and TENANT_NAME.match(item) for item in value):
+        raise ValidationError("Tenants must be a list of tenant names.")
 
 
 def validate_services(value: object) -> None:
@@ -40,6 +50,12 @@ class Pool(models.Model):
         blank=True,
         validators=[validate_services],
         help_text='Service types a node must have ready, e.g. ["asr", "nmt", "tts"].',
+    )
+    tenants = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_tenants],
+        help_text='Only these tenants\' sessions may use the pool, e.g. ["acme"]; empty = everyone.',
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,7 +5,8 @@
 - which pools, in order, serve a session (its route).
 
 A session *needs* either one directed pair (``zh>en``, one-way) or both directions of a pair
-(``en~zh``, two-way, languages sorted). Routes are keyed by that need.
+(``en~zh``, two-way, languages sorted). Routes are keyed by that need, and by ``tenant|need``
+for a tenant that has pools restricted to it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class PoolSpec:
     required_services: frozenset[str]
     pairs: frozenset[Pair]
     enabled: bool = True
+    tenants: frozenset[str] = frozenset()  # empty: every tenant's sessions may use it
 
     @property
     def requires_tts(self) -> bool:
@@ -85,6 +87,7 @@ class PoolConfig:
                         "required_services": sorted(pool.required_services),
                         "pairs": sorted(pool.pairs),
                     }
+                    | ({"tenants": sorted(pool.tenants)} if pool.tenants else {})
                     for pool in sorted(self.pools, key=lambda p: p.name)
                 ],
             },
@@ -106,6 +109,7 @@ class PoolConfig:
                     strategy=item["strategy"],
                     required_services=frozenset(item["required_services"]),
                     pairs=frozenset((s, t) for s, t in item["pairs"]),
+                    tenants=frozenset(item.get("tenants", ())),
                 )
                 for item in data["pools"]
             ),
@@ -190,22 +194,55 @@ def node_pools(config: PoolConfig, caps: NodeCaps) -> list[str]:
     return names
 
 
+def _needs(pool: PoolSpec) -> list[str]:
+    found = []
+    for s, t in sorted(pool.pairs):
+        found.append(one_way_need(s, t))
+        if s < t and (t, s) in pool.pairs:
+            found.append(two_way_need(s, t))
+    return found
+
+
 def routes(config: PoolConfig) -> dict[str, list[tuple[str, str]]]:
     """Need → the enabled admin pools that cover it, highest priority first (ties by name),
     each with its strategy. Automatic pools are not listed: they come last on every route
-    while automatic pools are on (the dispatch script appends them)."""
+    while automatic pools are on (the dispatch script appends them).
+
+    A pool restricted to tenants is on no shared route: each of its tenants gets routes of its
+    own, ``tenant|need``, for every need its restricted pools cover (the shared pools of that
+    need included, in the same order)."""
     table: dict[str, list[tuple[str, str]]] = {}
+    restricted = {tenant for pool in config.enabled_pools for tenant in pool.tenants}
     for pool in config.enabled_pools:
-        for s, t in sorted(pool.pairs):
-            table.setdefault(one_way_need(s, t), []).append((pool.name, pool.strategy))
-            if s < t and (t, s) in pool.pairs:
-                table.setdefault(two_way_need(s, t), []).append((pool.name, pool.strategy))
+        for need in _needs(pool):
+            if not pool.tenants:
+                table.setdefault(need, []).append((pool.name, pool.strategy))
+    for tenant in sorted(restricted):
+        own_needs = {need for pool in config.enabled_pools if tenant in pool.tenants for need in _needs(pool)}
+        for pool in config.enabled_pools:
+            if not pool.tenants or tenant in pool.tenants:
+                for need in _needs(pool):
+                    if need in own_needs:
+                        table.setdefault(tenant_need(tenant, need), []).append((pool.name, pool.strategy))
     return table
 
 
-def route_for(config: PoolConfig, need: str) -> list[tuple[str, str]]:
-    """The whole route of a need, automatic pool included."""
-    route = list(routes(config).get(need, []))
+def tenant_need(tenant: str, need: str) -> str:
+    """The route-table key of a tenant's own route (only tenants with restricted pools have one)."""
+    return f"{tenant}|{need}"
+
+
+def route_for(config: PoolConfig, need: str, tenant: str = "") -> list[tuple[str, str]]:
+    """The whole route of a need for a tenant's session, automatic pool included (without the
+    sets of the tenant's own nodes, which the dispatch script adds when they have members)."""
+    table = routes(config)
+    route = list(table.get(tenant_need(tenant, need), table.get(need, [])))
     if config.auto:
         route.append((auto_pool_name(need), AUTO_STRATEGY))
     return route
+
+
+def tenant_pools(names: list[str], tenant: str) -> list[str]:
+    """The pool sets of a node whose token belongs to ``tenant``: ``pool@tenant`` for each of
+    its pools, which only that tenant's routes visit. A node of no tenant keeps the names."""
+    return [f"{name}@{tenant}" for name in names] if tenant else names

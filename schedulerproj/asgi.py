@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dispatch.access import SessionAccessMiddleware  # noqa: E402
 from dispatch.consumers import SessionConsumer  # noqa: E402
 from dispatch.origins import SessionOriginCheck  # noqa: E402
 from nodes.auth import NodeTokenMiddleware  # noqa: E402
@@ -21,7 +22,7 @@ from nodes.dashboard import DashboardConsumer, SameOriginOnly  # noqa: E402
 websocket_routes = URLRouter(
     [
         re_path(r"^ws/node/?$", NodeTokenMiddleware(NodeConsumer.as_asgi())),
-        re_path(r"^ws/session/?$", SessionOriginCheck(SessionConsumer.as_asgi())),
+        re_path(r"^ws/session/?$", SessionAccessMiddleware(SessionOriginCheck(SessionConsumer.as_asgi()))),
         re_path(r"^ws/dashboard/?$", SameOriginOnly(AuthMiddlewareStack(DashboardConsumer.as_asgi()))),
     ]
 )

@@ -21,6 +21,7 @@ from dispatch import keys, store
 from dispatch.config import pools_publish
 from dispatch.sessions import sessions_renew
 from dispatch.sockets import live_sockets
+from dispatch.tenants import tenants_publish
 
 log = logging.getLogger("dispatch.sockets")
 
@@ -45,16 +46,22 @@ async def sessions_keep_alive() -> None:
     """Renew the leases of this process's open sessions every heartbeat interval, so the
     sessions of a process that dies without closing them stop counting. A session the store
     closed meanwhile (its lease ran out while this process could not reach Redis, and its jobs
-    were cancelled) ends its socket: the browser opens a new one."""
+    were cancelled) ends its socket: the browser opens a new one. A session whose ticket's key
+    was revoked or whose tenant was disabled ends too (4401), its jobs cancelled."""
     was_down = False
     while True:
         await asyncio.sleep(settings.SCHEDULER_HEARTBEAT_INTERVAL_S)
         holders = {session_id: c for c in list(live_sockets) if (session_id := c.held_session())}
         try:
-            for session_id in await sessions_renew(list(holders)):
+            gone, refused = await sessions_renew(list(holders))
+            for session_id in gone:
                 consumer = holders[session_id]
                 if consumer.held_session() == session_id:  # not since closed or opened anew
                     await consumer.session_gone()
+            for session_id in refused:  # its ticket's key was revoked, or its tenant disabled
+                consumer = holders[session_id]
+                if consumer.held_session() == session_id:
+                    await consumer.session_refused()
             was_down = False
         except (redis.ConnectionError, redis.TimeoutError):
             if not was_down:
@@ -85,6 +92,7 @@ async def store_watch() -> None:
             if epoch is None:
                 log.warning("store came back empty: republishing the pool configuration")
                 await database_sync_to_async(pools_publish)()
+                await database_sync_to_async(tenants_publish)()
                 epoch = await client.hget(keys.config(), "epoch")
         except (redis.ConnectionError, redis.TimeoutError):
             if not was_down:

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from dispatch.config import pools_ensure_published
     from dispatch.loop_lag import loop_watch
     from dispatch.sockets import live_sockets
+    from dispatch.tenants import tenants_ensure_published
     from schedulerproj.asgi import application
     from schedulerproj.handoff import adopt, notify_ready
     from schedulerproj.lifecycle import sessions_keep_alive, sockets_notify, store_watch
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ws_protocol.WebSocketFactory.protocol = SchedulerWebSocketProtocol
     pools_ensure_published()
+    tenants_ensure_published()
 
     class SchedulerServer(Server):
         """Keeps its listening ports so a shutdown can stop accepting first."""

@@ -126,6 +126,11 @@ SCHEDULER_ROOM_IDLE_S = env_float("SCHEDULER_ROOM_IDLE_S", 1800)
 SCHEDULER_EJECT_AFTER = env_int("SCHEDULER_EJECT_AFTER", 3)  # 0: never eject
 SCHEDULER_EJECT_BASE_S = env_float("SCHEDULER_EJECT_BASE_S", 30)
 SCHEDULER_EJECT_MAX_S = env_float("SCHEDULER_EJECT_MAX_S", 300)
+# open: every session belongs to the built-in tenant "public"; ticket: a session needs an access
+# ticket and belongs to its tenant (docs/protocol.md, tenants).
+SCHEDULER_SESSION_AUTH = env_str("SCHEDULER_SESSION_AUTH", "open")
+if SCHEDULER_SESSION_AUTH not in ("open", "ticket"):
+    raise ValueError("SCHEDULER_SESSION_AUTH must be 'open' or 'ticket'")
 
 # --- Django ---
 INSTALLED_APPS = [
@@ -139,6 +144,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "pools",
+    "tenants",
     "dispatch",
     "nodes",
 ]

@@ -9,5 +9,6 @@ urlpatterns = [
     path("readyz", health.readyz),
     path("metrics", metrics.metrics),
     path("dashboard/", include("nodes.urls")),
+    path("api/", include("tenants.urls")),
     path("admin/", admin.site.urls),
 ]

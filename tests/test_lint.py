@@ -30,5 +30,5 @@ def test_ruff_refuses_a_lock(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_mypy_is_clean():
-    result = run("mypy", "dispatch", "nodes", "pools", "schedulerproj")
+    result = run("mypy", "dispatch", "nodes", "pools", "tenants", "schedulerproj")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,6 +16,8 @@ class ErrorCode(enum.StrEnum):
     PROCESSING_ERROR = "PROCESSING_ERROR"
     MODEL_NOT_AVAILABLE = "MODEL_NOT_AVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"  # no, a bad, or a revoked access ticket; a disabled tenant
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # a tenant's max_sessions or audio_minutes_per_day
 
 
 class CloseCode:
@@ -27,12 +29,17 @@ class CloseCode:
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     TAKEN_OVER = 4409
+    QUOTA = 4429  # a tenant's max_sessions
 
 
 class ProtocolError(Exception):
-    """A frame the protocol refuses; ``message`` is a sentence for the client."""
+    """A frame the protocol refuses; ``message`` is a sentence for the client. With
+    ``close_code`` the socket is closed with it after the ``error`` frame."""
 
-    def __init__(self, message: str, code: ErrorCode = ErrorCode.INVALID_MESSAGE) -> None:
+    def __init__(
+        self, message: str, code: ErrorCode = ErrorCode.INVALID_MESSAGE, close_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.close_code = close_code

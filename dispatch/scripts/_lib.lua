@@ -290,6 +290,53 @@ local function room_drop(code, session_id, out)
   return true
 end
 
+-- Tenants (docs/protocol.md, tenants). Their records are configuration (tenants_publish.lua);
+-- quota and usage counters change only here, in the scripts that open sessions and place or end jobs.
+local function tenant_record(name)
+  if not name or name == '' then return nil end
+  local raw = redis.call('HGET', k('tenants'), name)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+local function utc_day(now)
+  return math.floor(now / 86400000)
+end
+
+-- Add n to one of a tenant's usage counters of the day (the worker rolls them into the database).
+local function count_usage(tenant, field, n, now)
+  if not tenant or tenant == '' or not n or n == 0 then return end
+  redis.call('HINCRBY', k('usage', utc_day(now)), tenant .. ':' .. field, n)
+end
+
+-- A tenant's job ended (result|missing|error|cancelled): its usage of the day and its /metrics counter.
+local ENDED_FIELD = {result = 'results', missing = 'missing', error = 'errors', cancelled = 'cancelled'}
+local function tenant_job_ended(tenant, outcome, audio_ms, now)
+  if not tenant or tenant == '' then return end
+  count_usage(tenant, ENDED_FIELD[outcome], 1, now)
+  redis.call('HINCRBY', k('metrics'), 'tenant_jobs:' .. tenant .. ':' .. outcome, 1)
+  if outcome == 'result' then count_usage(tenant, 'audio_ms_result', tonumber(audio_ms), now) end
+end
+
+-- A tenant's route: its own (field `tenant|need`, published when pools are restricted to it)
+-- or everyone's; before each pool, that pool's nodes whose token belongs to the tenant
+-- (set `pool@tenant`), when it has any. Nodes of a tenant sit only in such sets.
+local function tenant_route(need, auto_pool, tenant)
+  if not tenant or tenant == '' then return route_of(need, auto_pool) end
+  local v = redis.call('HMGET', k('routes'), tenant .. '|' .. need, need)
+  local shared = decode_list(v[1] or v[2])
+  if redis.call('HGET', k('config'), 'auto') == '1' then
+    shared[#shared + 1] = {auto_pool, 'random'}
+  end
+  local route = {}
+  for _, entry in ipairs(shared) do
+    local own = entry[1] .. '@' .. tenant
+    if redis.call('EXISTS', k('pool', own)) == 1 then route[#route + 1] = {own, entry[2]} end
+    route[#route + 1] = entry
+  end
+  return route
+end
+
 -- A session ends: cancel its unfinished jobs (slots released, records deleted, stories closed
 -- with `ending`), appending job_id, node channel, trace_id and the channel of a draining node
 -- this left idle (or '') to `out` for each. The jobs are found in the session's job index, which
@@ -300,8 +347,9 @@ local function close_session(session_id, history_s, ending, max_age_ms, now, out
   local recent = redis.call('ZRANGEBYSCORE', k('session', session_id, 'jobs'), now - max_age_ms, '+inf')
   for _, job_id in ipairs(recent) do
     local jkey = k('job', job_id)
-    local j = redis.call('HMGET', jkey, 'node', 'session', 'trace')
+    local j = redis.call('HMGET', jkey, 'node', 'session', 'trace', 'tenant')
     if j[1] and j[2] == session_id then
+      tenant_job_ended(j[4], 'cancelled', 0, now)
       local drained = release(j[1], job_id)
       redis.call('DEL', jkey)
       end_story(job_id, ending, history_s, now)
@@ -316,6 +364,8 @@ local function close_session(session_id, history_s, ending, max_age_ms, now, out
   end
   local room = redis.call('HGET', k('session', session_id), 'room')
   if room then room_drop(room, session_id, rooms_out or {}) end
+  local tenant = redis.call('HGET', k('session', session_id), 'tenant')
+  if tenant then redis.call('ZREM', k('tenant', tenant, 'sessions'), session_id) end
   redis.call('DEL', k('session', session_id))
   redis.call('ZREM', k('sessions'), session_id)
 end

@@ -8,7 +8,7 @@
 --       | {'gone'} (already ended) | {'stranger'} (this node never had the job).
 local job_id, node_id, outcome = ARGV[2], ARGV[3], ARGV[4]
 local jkey = k('job', job_id)
-local j = redis.call('HMGET', jkey, 'node', 'tried', 'schan', 'session', 'utt', 'trace', 'cut_ms')
+local j = redis.call('HMGET', jkey, 'node', 'tried', 'schan', 'session', 'utt', 'trace', 'cut_ms', 'tenant', 'audio_ms')
 if not j[1] then return {'gone'} end
 if j[1] ~= node_id and not split(j[2])[node_id] then return {'stranger'} end
 local drained = release(j[1], job_id)
@@ -18,6 +18,7 @@ redis.call('DEL', jkey)
 local now = now_ms()
 end_story(job_id, ARGV[5], tonumber(ARGV[6]), now)
 redis.call('HINCRBY', k('metrics'), 'jobs_' .. outcome, 1)
+tenant_job_ended(j[8], outcome, j[9], now)
 local nkey = k('node', node_id)
 if redis.call('EXISTS', nkey) == 1 then
   if outcome == 'error' then

@@ -14,7 +14,7 @@
 local job_id, reason = ARGV[2], ARGV[3]
 local jkey = k('job', job_id)
 local j = redis.call('HMGET', jkey, 'node', 'attempt', 'tried', 'need', 'auto_pool', 'session', 'schan',
-  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until', 'last_message', 'turn')
+  'trace', 'utt', 'cut_ms', 'body', 'pool', 'last_error', 'wait_until', 'last_message', 'turn', 'tenant')
 if not j[1] then return {'gone'} end
 if ARGV[5] ~= '' and j[2] ~= ARGV[5] then return {'stale'} end
 if ARGV[6] ~= '' and j[1] ~= ARGV[6] then return {'stale'} end
@@ -52,6 +52,7 @@ local function finish()
   redis.call('ZREM', k('deadlines'), job_id)
   end_story(job_id, cjson.encode({kind = 'error', code = code, message = message}), tonumber(ARGV[10]), now)
   redis.call('HINCRBY', k('metrics'), 'jobs_error', 1)
+  tenant_job_ended(j[17], 'error', 0, now)
   return {'ended', j[7], j[6], j[9], j[8], j[10], code, old_channel, drained, now, message}
 end
 
@@ -61,7 +62,7 @@ if reason ~= 'retry' then wait_until = now + tonumber(ARGV[11]) end
 if reason == 'retry' and now >= wait_until then return finish() end
 
 rand_seed(ARGV[4])
-local route = route_of(j[4], j[5])
+local route = tenant_route(j[4], j[5], j[17])
 local node, pool, strategy, looked = dispatch_on(route, split(j[3]), j[6], job_id, now)
 if not node then
   redis.call('HSET', jkey, 'node', '', 'state', 'waiting', 'last_error', code, 'last_message', message,

@@ -4,7 +4,8 @@
 -- window, the new ones wait (`pending`, see note_pending) and its pools stay as they are.
 -- ARGV: prefix, node_id, token, channel, config version, caps json, pools json, slots asked,
 --       info json, lease ms, raw language_capabilities, raw capability_by_type,
---       raw installed_services, '1' when we just made the id up, re-pool window ms
+--       raw installed_services, '1' when we just made the id up, re-pool window ms,
+--       the token's tenant ('' none)
 -- Returns {status, replaced channel or '', job ids the replaced socket held...}
 --       | {'stale'} (config changed: recompute) | {'taken'}
 --       | {'collision'} (a made-up id already exists: make another).
@@ -39,7 +40,7 @@ redis.call('PERSIST', k('node', node_id, 'times'))
 redis.call('HSET', nkey,
   'token', token, 'channel', channel,
   'slots_asked', ARGV[8], 'slots', slots_for(node_id, ARGV[8]), 'info', ARGV[9],
-  'registered_ms', now, 'last_seen_ms', now)
+  'registered_ms', now, 'last_seen_ms', now, 'tenant', ARGV[16] or '')
 redis.call('HSETNX', nkey, 'used', 0)
 redis.call('SADD', k('nodes'), node_id)
 redis.call('ZADD', k('leases'), now + tonumber(ARGV[10]), node_id)

@@ -446,3 +446,16 @@ def test_with_the_plain_db_fixture_re_pooling_waits_for_the_commit(
     assert len(callbacks) == 1
     assert selectors.pool_members("zh-en") == [node]
     assert status(node) == "ready"
+
+
+def test_a_pools_tenants_go_through_the_file(db: None, tmp_path: Path) -> None:
+    data = {"pools": [{"name": "acme-only", "pairs": [["zh", "en"]], "tenants": ["acme", "beta"]},
+                      {"name": "shared", "pairs": [["zh", "en"]], "tenants": []}]}
+    import_file(write(tmp_path, data))
+    assert Pool.objects.get(name="acme-only").tenants == ["acme", "beta"]
+    printed = {entry["name"]: entry for entry in json.loads(export())["pools"]}
+    assert printed["acme-only"]["tenants"] == ["acme", "beta"]
+    assert "tenants" not in printed["shared"]  # empty = everyone, left out
+    bad = {"pools": [{"name": "x", "pairs": [["zh", "en"]], "tenants": ["no spaces"]}]}
+    with pytest.raises(CommandError, match="tenants"):
+        import_file(write(tmp_path, bad, "bad.json"))

@@ -374,3 +374,27 @@ def test_version_changes_when_anything_changes(change: Callable[[PoolConfig], Po
     changed = change(config)
     assert changed.to_json() != config.to_json()
     assert changed.version != config.version
+
+
+# --- pools restricted to tenants ---------------------------------------------------------------
+
+
+def test_a_restricted_pool_is_only_on_its_tenants_routes() -> None:
+    zh_en = {("zh", "en")}
+    acme_only = dataclasses.replace(pool("acme-only", zh_en, priority=20), tenants=frozenset({"acme"}))
+    config = PoolConfig(pools=(acme_only, pool("shared", zh_en), pool("other", {("en", "de")})), auto=True)
+    table = routes(config)
+    assert table["zh>en"] == [("shared", "random")]
+    assert table["acme|zh>en"] == [("acme-only", "random"), ("shared", "random")]
+    assert "acme|en>de" not in table  # a need its restricted pools do not cover: the shared route
+    assert route_for(config, "zh>en", "acme")[:2] == [("acme-only", "random"), ("shared", "random")]
+    assert route_for(config, "zh>en", "beta") == [("shared", "random"), ("auto:zh-en", "random")]
+    assert route_for(config, "en>de", "acme") == [("other", "random"), ("auto:en-de", "random")]
+    assert set(PoolConfig.from_json(config.to_json()).pools) == set(config.pools)
+
+
+def test_a_tenants_node_sits_in_its_tenants_pool_sets() -> None:
+    from pools.rules import tenant_pools
+
+    assert tenant_pools(["shared", "auto:zh-en"], "acme") == ["shared@acme", "auto:zh-en@acme"]
+    assert tenant_pools(["shared"], "") == ["shared"]

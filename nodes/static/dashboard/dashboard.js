@@ -199,6 +199,8 @@
   function drawTotals(snapshot) {
     const t = snapshot.totals;
     $("total-sessions").textContent = t.sessions;
+    $("total-sessions-by-tenant").textContent = Object.entries(snapshot.tenant_sessions || {})
+      .filter(([, n]) => n > 0).map(([name, n]) => n + " " + name).join(" · ");
     $("total-nodes").textContent = t.node_count;
     $("total-nodes-by-status").textContent = Object.entries(t.nodes).map(([s, n]) => n + " " + s).join(" · ");
     $("total-slots").textContent = t.slots_used + " / " + t.slots_total;
