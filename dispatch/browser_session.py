@@ -136,7 +136,7 @@ class BrowserSession:
         two_way = mode == "two_way_auto"
         trace_id = frame.trace_id or new_trace_id()
         channel = self.socket.channel_name
-        session_id = await session_open(trace_id=trace_id, channel=channel)
+        session_id = await session_open(trace_id=trace_id, channel=channel, need=need)
         self.spec = SessionSpec(
             session_id=session_id,
             trace_id=trace_id,
@@ -400,7 +400,7 @@ class BrowserSession:
                 ErrorCode.INTERNAL_ERROR,
                 "The scheduler lost track of this utterance (its store was reset); please say it again.",
             )
-        await session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel)
+        await session_open(session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel, need=spec.need)
 
     def store_back(self) -> None:
         """After an outage, endings published while our subscription was down are lost: once

@@ -135,3 +135,9 @@ def dispatch_latency(pool: str) -> str:
 def load_sample(second: int) -> str:
     """string (observation, TTL): the fleet's load as the worker saw it at that epoch second."""
     return f"{prefix()}:sample:{second}"
+
+
+def auto_pools() -> str:
+    """zset (score 0, ordered by name): the automatic pools that have at least one member,
+    kept by ``set_membership`` in ``scripts/_lib.lua`` (the pool admin counts and pages them)."""
+    return f"{prefix()}:auto_pools"

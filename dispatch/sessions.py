@@ -47,13 +47,13 @@ def new_trace_id() -> str:
     return str(uuid.uuid4())
 
 
-async def session_open(*, trace_id: str, channel: str, session_id: str | None = None) -> str:
+async def session_open(*, trace_id: str, channel: str, need: str, session_id: str | None = None) -> str:
     """Record a session (a new id unless ``session_id`` is given, when it opens again after the
-    store was lost); returns its id. Ids are unique: a clash makes another."""
+    store was lost) with what it needs; returns its id. Ids are unique: a clash makes another."""
     while True:
         candidate = session_id or new_session_id()
         reply = await store.run(
-            "session_open", candidate, trace_id, channel, history.job_index_keep_s(), lease_ms()
+            "session_open", candidate, trace_id, channel, history.job_index_keep_s(), lease_ms(), need
         )
         if reply == "ok":
             return candidate
