@@ -1,6 +1,7 @@
 """The pool admin: pools with their language rules inline, each pool's live members shown
 read-only, a "who would serve this pair now" preview, and node slot overrides. Every committed
-change republishes live state."""
+change republishes live state. What guides an admin (checkboxes, language suggestions, the
+impact of a change before it is saved, automatic pools, history) is in ``admin_guide.py``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html_join
 
 from dispatch import selectors
+from dispatch.admin_guide import LanguageRuleInlineGuide, PoolAdminGuide
 from pools.models import LanguageRule, NodeSlotOverride, Pool
 from pools.rules import one_way_need, two_way_need
 from pools.signals import announce_pools_changed
@@ -41,7 +43,7 @@ class AnnouncesChanges(admin.ModelAdmin):
         announce_pools_changed()
 
 
-class LanguageRuleInline(admin.TabularInline):
+class LanguageRuleInline(LanguageRuleInlineGuide, admin.TabularInline):
     model = LanguageRule
     extra = 1
     fields = ("src_lang", "tgt_lang", "languages")
@@ -64,7 +66,7 @@ class PairPreviewForm(forms.Form):
 
 
 @admin.register(Pool)
-class PoolAdmin(AnnouncesChanges):
+class PoolAdmin(PoolAdminGuide, AnnouncesChanges):
     list_display = ("name", "enabled", "priority", "strategy", "services", "pair_count", "live_members")
     list_filter = ("enabled", "strategy")
     search_fields = ("name",)
@@ -75,7 +77,8 @@ class PoolAdmin(AnnouncesChanges):
 
     def get_urls(self) -> list[URLPattern]:
         preview = path("preview/", self.admin_site.admin_view(self.pair_preview), name="pools_pool_preview")
-        return [preview, *super().get_urls()]
+        auto = path("auto/", self.admin_site.admin_view(self.auto_pools_view), name="pools_pool_auto")
+        return [preview, auto, *super().get_urls()]
 
     def pair_preview(self, request: HttpRequest) -> HttpResponse:
         """Who would serve this pair now: the route's pools in order, each with its members
