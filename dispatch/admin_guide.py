@@ -151,10 +151,18 @@ class ImpactHeldRules(BaseInlineFormSet):
         return preview_of(lambda before: config_with_pool(before, spec, replacing=original))
 
 
+class LanguageRuleForm(forms.ModelForm):
+    def _post_clean(self) -> None:
+        if self.errors:
+            return  # a refused code already says what is wrong; the rule's own checks would blame its absence
+        super()._post_clean()  # type: ignore[misc]
+
+
 class LanguageRuleInlineGuide:
     """For the language-rule inline: labelled language fields with suggestions, and the
     formset that holds a save for its preview."""
 
+    form: ClassVar[Any] = LanguageRuleForm
     formset: ClassVar[Any] = ImpactHeldRules
     LABELS = {"src_lang": "Source language", "tgt_lang": "Target language", "languages": "Languages"}
 

@@ -161,6 +161,7 @@ def test_a_language_typo_is_refused_with_a_sentence_naming_the_field(
     assert response.status_code == 200
     assert sentence in html
     assert 'id="impact-lines"' not in html  # refused before any preview
+    assert "Give a source and a target" not in html  # the refusal alone, not a second complaint
     assert not Pool.objects.exists()
 
 
