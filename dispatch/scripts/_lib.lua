@@ -68,11 +68,18 @@ local function set_membership(node_id, old_pools, new_pools, status)
     end
   end
   if status == 'ready' then
+    local joined = {}  -- one ZADD for all: a member already there costs a lookup, not a call
     for _, name in ipairs(new_pools) do
       if redis.call('SADD', k('pool', name), node_id) == 1 and string.sub(name, 1, 5) == 'auto:' then
-        redis.call('ZADD', k('auto_pools'), 0, name)
+        joined[#joined + 1] = 0
+        joined[#joined + 1] = name
+        if #joined >= 1000 then
+          redis.call('ZADD', k('auto_pools'), unpack(joined))
+          joined = {}
+        end
       end
     end
+    if #joined > 0 then redis.call('ZADD', k('auto_pools'), unpack(joined)) end
   end
 end
 
