@@ -67,12 +67,12 @@ class Walk:
                 return
 
 
-def nodes_walk(fields: tuple[str, ...], cap: int = NODES_CAP) -> Walk:
-    return Walk("nodes", fields, cap)
+def nodes_walk(fields: tuple[str, ...], cap: int | None = None) -> Walk:
+    return Walk("nodes", fields, cap or NODES_CAP)
 
 
-def sessions_walk(fields: tuple[str, ...], cap: int = SESSIONS_CAP) -> Walk:
-    return Walk("sessions", fields, cap)
+def sessions_walk(fields: tuple[str, ...], cap: int | None = None) -> Walk:
+    return Walk("sessions", fields, cap or SESSIONS_CAP)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class IdCount:
             del self.first[FIRST_SHOWN:]
 
 
-def token_nodes(token_id: str, cap: int = NODES_CAP) -> IdCount:
+def token_nodes(token_id: str, cap: int | None = None) -> IdCount:
     """The nodes connected with this token now (any status but offline)."""
     walk = nodes_walk(("token", "status"), cap)
     found = IdCount()

@@ -11,7 +11,8 @@ print the same lines (:meth:`Impact.lines`).
 - Open sessions whose route would change or vanish (the session record holds its ``need``).
 
 The digest covers both configurations and what the change does to nodes and routes, not the
-count of open sessions (they come and go every second): saving checks it, so a save applies
+count of open sessions (they come and go every second) nor of nodes read (a node that comes or
+goes without touching a changed pool changes nothing the admin decides on): saving checks it, so a save applies
 what was previewed, and a fleet that changed meanwhile brings the preview back.
 """
 
@@ -118,8 +119,8 @@ class Impact:
 
     def lines(self) -> list[str]:
         """The impact as sentences, in a fixed order (the admin lists them; the command prints them)."""
-        more = " at least" if self.nodes_capped else ""
-        out = [_pool_line(delta, more) for delta in self.pools] or ["No pool's definition changes."]
+        out = [_pool_line(delta, "at least " if self.nodes_capped else "") for delta in self.pools]
+        out = out or ["No pool's definition changes."]
         if self.auto_before != self.auto_after:
             out.append(
                 f"Automatic pools: {'on' if self.auto_before else 'off'} now, {'on' if self.auto_after else 'off'}"
@@ -139,8 +140,9 @@ class Impact:
         rerouted = self.rerouted_sessions
         for route in rerouted[:LISTED]:
             after = ", ".join(route.after) or "no pool at all"
+            least = "at least " if self.sessions_capped else ""
             out.append(
-                f"Sessions {need_label(route.need)}: {route.sessions} open{more}; route "
+                f"Sessions {need_label(route.need)}: {least}{route.sessions} open; route "
                 f"{', '.join(route.before) or 'none'} becomes {after}."
             )
         if len(rerouted) > LISTED:
@@ -159,16 +161,16 @@ class Impact:
         return out
 
 
-def _pool_line(delta: PoolDelta, more: str) -> str:
+def _pool_line(delta: PoolDelta, least: str) -> str:
     def nodes(ids: IdCount, verb: str) -> str:
         if not ids.count:
             return f"no node {verb}s"
         shown = ", ".join(ids.first) + (", …" if ids.count > len(ids.first) else "")
-        return f"{ids.count}{more} node(s) {verb}: {shown}"
+        return f"{least}{ids.count} node(s) {verb}: {shown}"
 
     return (
         f"Pool {delta.name} ({delta.change}): {nodes(delta.join, 'join')}; {nodes(delta.leave, 'leave')}; "
-        f"{delta.members_after}{more} connected node(s) in it after."
+        f"{least}{delta.members_after} connected node(s) in it after."
     )
 
 
@@ -244,7 +246,6 @@ def impact(before: PoolConfig, after: PoolConfig) -> Impact:
                 [(d.name, d.change, d.join.count, joins[d.name].digest, d.leave.count, leaves[d.name].digest)
                  for d in pools],
                 [(r.need, r.before, r.after) for r in route_deltas],
-                walk.read,
                 walk.capped,
             ]
         ).encode()

@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import Client
 
-from dispatch import admin_reads, keys, selectors, store
+from dispatch import admin_reads, fleet_walk, keys, selectors, store
 from dispatch.fleet_walk import token_nodes
 from dispatch.nodes import node_drain, node_offline, node_register
 from dispatch.protocol import decode_node_frame
@@ -231,6 +231,18 @@ def test_disabling_a_pool_names_the_pairs_and_sessions_left_without_a_pool(
     assert any(line.startswith("Pair zh → en: no pool left (automatic pools are off)") for line in lines)
     assert "Sessions zh → en: 1 open; route zh-en becomes no pool at all." in lines
     assert status(node) == "ready"  # nothing changed yet
+
+
+def test_a_preview_past_the_walks_cap_says_at_least(
+    live: str, admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(3):
+        register(["ja", "ko"])
+    monkeypatch.setattr(fleet_walk, "NODES_CAP", 2)
+    lines = impact_lines(preview(admin_client, pool_form("ja-ko", [{"languages": "ja,ko"}])))
+    assert lines[0].startswith("Pool ja-ko (added): at least 2 node(s) join: ")
+    assert lines[0].endswith("; no node leaves; at least 2 connected node(s) in it after.")
+    assert lines[-1] == "Read 2 node record(s) (the first ones only: counts are at least these) and 0 open session(s)."
 
 
 def test_a_language_no_node_reports_is_pointed_out(live: str, admin_client: Client) -> None:
