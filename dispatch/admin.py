@@ -1,7 +1,8 @@
 """The pool admin: pools with their language rules inline, each pool's live members shown
 read-only (a count and 20 of them: a pool may have 10,000), a "who would serve this pair now"
 preview (a sample of each big pool), and node slot overrides. Every committed change
-republishes live state."""
+republishes live state. What guides an admin (checkboxes, language suggestions, the impact of a
+change before it is saved, automatic pools, history) is in ``admin_guide.py``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
 from dispatch import selectors
+from dispatch.admin_guide import LanguageRuleInlineGuide, PoolAdminGuide
 from pools.models import LanguageRule, NodeSlotOverride, Pool
 from pools.rules import one_way_need, two_way_need
 from pools.signals import announce_pools_changed
@@ -43,7 +45,7 @@ class AnnouncesChanges(admin.ModelAdmin):
         announce_pools_changed()
 
 
-class LanguageRuleInline(admin.TabularInline):
+class LanguageRuleInline(LanguageRuleInlineGuide, admin.TabularInline):
     model = LanguageRule
     extra = 1
     fields = ("src_lang", "tgt_lang", "languages")
@@ -91,7 +93,7 @@ class PoolForm(forms.ModelForm):
 
 
 @admin.register(Pool)
-class PoolAdmin(AnnouncesChanges):
+class PoolAdmin(PoolAdminGuide, AnnouncesChanges):
     form = PoolForm
     list_display = ("name", "enabled", "priority", "strategy", "services", "pair_count", "tenants_text", "live_members")
     list_filter = ("enabled", "strategy")
@@ -103,7 +105,8 @@ class PoolAdmin(AnnouncesChanges):
 
     def get_urls(self) -> list[URLPattern]:
         preview = path("preview/", self.admin_site.admin_view(self.pair_preview), name="pools_pool_preview")
-        return [preview, *super().get_urls()]
+        auto = path("auto/", self.admin_site.admin_view(self.auto_pools_view), name="pools_pool_auto")
+        return [preview, auto, *super().get_urls()]
 
     def pair_preview(self, request: HttpRequest) -> HttpResponse:
         """Who would serve this pair now: the route's pools in order, each with its members

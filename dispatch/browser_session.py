@@ -143,7 +143,7 @@ class BrowserSession:
         try:
             session_id = await session_open(
                 trace_id=trace_id, channel=channel, tenant=self.access.tenant, key_id=self.access.key_id,
-                sub=self.access.sub,
+                sub=self.access.sub, need=need,
             )
         except SessionRefused as refused:
             code, sentence, close_code = REFUSALS[refused.reason]
@@ -423,7 +423,7 @@ class BrowserSession:
         try:
             await session_open(
                 session_id=spec.session_id, trace_id=spec.trace_id, channel=spec.channel, tenant=spec.tenant,
-                key_id=self.access.key_id, sub=spec.sub,
+                key_id=self.access.key_id, sub=spec.sub, need=spec.need,
             )
         except SessionRefused as refused:  # its next lease renewal ends the socket
             log.warning("session not recorded again: %s", refused.reason, extra={"session_id": spec.session_id})

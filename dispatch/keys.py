@@ -235,3 +235,9 @@ def tenant_keys_used() -> str:
 def usage_rollup(slot: int) -> str:
     """string (TTL): a worker copy claimed this rollup slot (usage into the database)."""
     return f"{prefix()}:rollup:{slot}"
+
+
+def auto_pools() -> str:
+    """zset (score 0, ordered by name): the automatic pools that have at least one member,
+    kept by ``set_membership`` in ``scripts/_lib.lua`` (the pool admin counts and pages them)."""
+    return f"{prefix()}:auto_pools"

@@ -104,16 +104,16 @@ class SessionRefused(Exception):
 
 async def session_open(
     *, trace_id: str, channel: str, session_id: str | None = None, tenant: str = "", key_id: str = "",
-    sub: str = "",
+    sub: str = "", need: str = "",
 ) -> str:
     """Record a session (a new id unless ``session_id`` is given, when it opens again after the
-    store was lost); returns its id. Ids are unique: a clash makes another. The tenant's checks
+    store was lost) with what it needs; returns its id. Ids are unique: a clash makes another. The tenant's checks
     (key live, tenant enabled, max_sessions) are made in the same script call; SessionRefused."""
     while True:
         candidate = session_id or new_session_id()
         reply = await store.run(
             "session_open", candidate, trace_id, channel, history.job_index_keep_s(), lease_ms(),
-            tenant, key_id, sub,
+            tenant, key_id, sub, need,
         )
         if reply == "ok":
             return candidate

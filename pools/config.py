@@ -11,36 +11,42 @@ File format (``languages`` may stand instead of ``pairs``; export always prints 
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pools.models import LanguageRule, NodeSlotOverride, Pool, Strategy
-from pools.rules import PoolConfig, PoolSpec
+from pools.models import LanguageRule, NodeSlotOverride, Pool, PoolImport, Strategy
+from pools.rules import Pair, PoolConfig, PoolSpec
 from pools.signals import announce_pools_changed
+from pools.validation import language_code_problem
 
 POOL_FIELDS = {"name", "enabled", "priority", "strategy", "required_services", "pairs", "languages", "tenants"}
 
 
 def load_config() -> PoolConfig:
     """The compiled configuration as the database holds it now."""
-    pools = tuple(
-        PoolSpec(
-            name=pool.name,
-            enabled=pool.enabled,
-            priority=pool.priority,
-            strategy=pool.strategy,
-            required_services=frozenset(pool.required_services),
-            pairs=frozenset(pool.pairs()),
-            tenants=frozenset(pool.tenants),
-        )
-        for pool in Pool.objects.prefetch_related("rules")
-    )
+    pools = tuple(pool_spec(pool, pool.pairs()) for pool in Pool.objects.prefetch_related("rules"))
     overrides = dict(NodeSlotOverride.objects.values_list("node_id", "slots"))
     return PoolConfig(pools=pools, auto=settings.SCHEDULER_AUTO_PAIR_POOLS, slot_overrides=overrides)
+
+
+def pool_spec(pool: Pool, pairs: Iterable[Pair]) -> PoolSpec:
+    """A pool as live state sees it, saved or not (its pairs given: an unsaved pool has no rules
+    in the database yet)."""
+    return PoolSpec(
+        name=pool.name,
+        enabled=pool.enabled,
+        priority=pool.priority,
+        strategy=pool.strategy,
+        required_services=frozenset(pool.required_services),
+        pairs=frozenset(pairs),
+        tenants=frozenset(pool.tenants),
+    )
 
 
 def export_pools() -> dict[str, Any]:
@@ -102,11 +108,15 @@ def _check_entry(index: int, entry: object) -> tuple[Pool, list[LanguageRule]]:
                 isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
             ):
                 raise PoolFileError(f"{where}: {pair!r} is not a [source, target] pair")
+            for side, code in zip(("source", "target"), pair, strict=True):
+                _check_code(code, f"{where}, field 'pairs' ({side} of {pair!r})")
             rules.append(LanguageRule(src_lang=pair[0], tgt_lang=pair[1]))
     else:
         languages = entry["languages"]
         if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
             raise PoolFileError(f"{where}: 'languages' must be a list of language codes")
+        for code in languages:
+            _check_code(code, f"{where}, field 'languages'")
         rules.append(LanguageRule(languages=",".join(languages)))
     try:
         pool.full_clean(validate_unique=False)
@@ -117,6 +127,12 @@ def _check_entry(index: int, entry: object) -> tuple[Pool, list[LanguageRule]]:
     return pool, rules
 
 
+def _check_code(code: str, where: str) -> None:
+    problem = language_code_problem(code)
+    if problem:
+        raise PoolFileError(f"{where}: {problem}")
+
+
 def _messages(error: ValidationError) -> list[str]:
     if hasattr(error, "error_dict"):
         return [f"{key}: {' '.join(msg for e in errs for msg in e.messages)}"
@@ -124,8 +140,12 @@ def _messages(error: ValidationError) -> list[str]:
     return list(error.messages)
 
 
-def import_pools(data: object) -> int:
-    """Replace the whole pool configuration with the file's; returns the number of pools."""
+ParsedPools = list[tuple[Pool, list[LanguageRule]]]
+
+
+def parse_pools(data: object) -> ParsedPools:
+    """Check a pool file's content whole (PoolFileError naming the pool and the field); the pools
+    and their rules, unsaved."""
     if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
         raise PoolFileError('the file must be an object with a "pools" list')
     parsed = [_check_entry(index, entry) for index, entry in enumerate(data["pools"])]
@@ -133,7 +153,28 @@ def import_pools(data: object) -> int:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise PoolFileError(f"pool name(s) given twice: {', '.join(duplicates)}")
+    return parsed
+
+
+def file_config(parsed: ParsedPools, base: PoolConfig) -> PoolConfig:
+    """The configuration importing these pools would publish: the file's pools, the rest (slot
+    overrides, automatic pools on or off as this process's settings say) from ``base``."""
+    pools = tuple(pool_spec(pool, {pair for rule in rules for pair in rule.pairs()}) for pool, rules in parsed)
+    return PoolConfig(pools=pools, auto=settings.SCHEDULER_AUTO_PAIR_POOLS, slot_overrides=base.slot_overrides)
+
+
+def file_sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def import_pools(data: object, *, record: PoolImport | None = None) -> int:
+    """Replace the whole pool configuration with the file's; returns the number of pools.
+    ``record`` (a pools_import run: who, file, hash) is saved in the same transaction, with the
+    pools the file added, removed or changed."""
+    parsed = parse_pools(data)
     with transaction.atomic():
+        if record is not None:
+            _record_import(record, parsed)
         Pool.objects.all().delete()
         for pool, rules in parsed:
             pool.save()
@@ -142,6 +183,18 @@ def import_pools(data: object) -> int:
             LanguageRule.objects.bulk_create(rules)
         announce_pools_changed()
     return len(parsed)
+
+
+def _record_import(record: PoolImport, parsed: ParsedPools) -> None:
+    before = {spec.name: spec for spec in load_config().pools}
+    after = {spec.name: spec for spec in file_config(parsed, PoolConfig()).pools}
+    record.pools = len(parsed)
+    record.added = sorted(set(after) - set(before))
+    record.removed = sorted(set(before) - set(after))
+    record.changed = sorted(name for name in set(before) & set(after) if before[name] != after[name])
+    touched = [*record.added, *record.removed, *record.changed]
+    record.touched = "," + ",".join(sorted(touched)) + "," if touched else ""
+    record.save()
 
 
 def parse_pool_file(text: str) -> object:

@@ -8,8 +8,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from pools.validation import check_language_code, validate_language_code
+
 SERVICE_TYPES = ("asr", "nmt", "tts", "tone", "semantic", "phonetic", "punctuation")
-LANGUAGE_CODE = RegexValidator(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", "Not a language code.")
+LANGUAGE_CODE = validate_language_code
 POOL_NAME = RegexValidator(
     r"^(?!auto:)[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$",
     "Letters, digits and _ . : - (not starting with 'auto:', which automatic pools use).",
@@ -112,7 +114,7 @@ class LanguageRule(models.Model):
                 raise ValidationError("Give either a source and a target, or a language set.")
             codes = self.language_set()
             for code in codes:
-                LANGUAGE_CODE(code)
+                check_language_code(code, "Languages")
             if len(set(codes)) < 2:
                 raise ValidationError("A language set needs at least two different languages.")
         else:
@@ -138,3 +140,32 @@ class NodeSlotOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id}: {self.slots} slots"
+
+
+class PoolImport(models.Model):
+    """One ``pools_import`` run that replaced the configuration: who ran it, when, the file and
+    its hash, and which pools it added, removed or changed (the admin's log has the rest)."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.CharField(max_length=150, help_text="The account that ran the command, and its host.")
+    file_name = models.CharField(max_length=500)
+    file_sha256 = models.CharField("file SHA-256", max_length=64)
+    pools = models.PositiveIntegerField(help_text="How many pools the file holds.")
+    added = models.JSONField(default=list, blank=True)
+    removed = models.JSONField(default=list, blank=True)
+    changed = models.JSONField(default=list, blank=True)
+    touched = models.TextField(
+        blank=True, editable=False, help_text="The names it added, removed or changed, as ,a,b, (found by name)."
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "pools_import run"
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.file_sha256[:12]}) at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @staticmethod
+    def touching(name: str) -> str:
+        """The ``touched__contains`` value that finds the runs that touched pool ``name``."""
+        return f",{name},"

@@ -50,11 +50,36 @@ local function live_status(node_id, pools)
   return 'registering'
 end
 
--- Move a node between pool sets: out of every old pool, into every new one when ready.
+-- Move a node between pool sets: out of the old pools it leaves, into every new one when
+-- ready. Automatic pools that have members are indexed by name in `auto_pools` (score 0, so
+-- the admin pages them in order): a pool enters it with its first member, leaves with its last.
 local function set_membership(node_id, old_pools, new_pools, status)
-  for _, name in ipairs(old_pools) do redis.call('SREM', k('pool', name), node_id) end
+  local kept = {}
   if status == 'ready' then
-    for _, name in ipairs(new_pools) do redis.call('SADD', k('pool', name), node_id) end
+    for _, name in ipairs(new_pools) do kept[name] = true end
+  end
+  for _, name in ipairs(old_pools) do
+    if not kept[name] then
+      local pkey = k('pool', name)
+      if redis.call('SREM', pkey, node_id) == 1 and string.sub(name, 1, 5) == 'auto:'
+          and redis.call('EXISTS', pkey) == 0 then
+        redis.call('ZREM', k('auto_pools'), name)
+      end
+    end
+  end
+  if status == 'ready' then
+    local joined = {}  -- one ZADD for all: a member already there costs a lookup, not a call
+    for _, name in ipairs(new_pools) do
+      if redis.call('SADD', k('pool', name), node_id) == 1 and string.sub(name, 1, 5) == 'auto:' then
+        joined[#joined + 1] = 0
+        joined[#joined + 1] = name
+        if #joined >= 1000 then
+          redis.call('ZADD', k('auto_pools'), unpack(joined))
+          joined = {}
+        end
+      end
+    end
+    if #joined > 0 then redis.call('ZADD', k('auto_pools'), unpack(joined)) end
   end
 end
 

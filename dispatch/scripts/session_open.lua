@@ -4,7 +4,8 @@
 -- under its max_sessions (open sessions counted in a zset by lease, so those of a dead process
 -- stop counting when their lease runs out, whoever closes them).
 -- ARGV: prefix, session_id, trace_id, channel, job index keep s (the trace id → session index),
---       lease ms, tenant ('' none), key id ('' open mode), sub
+--       lease ms, tenant ('' none), key id ('' open mode), sub,
+--       need ('zh>en', 'en~zh': the pool admin counts the sessions a change reroutes)
 -- Returns 'ok' | 'dup' (another socket has that session id: make another)
 --       | 'revoked' (the ticket's key is gone) | 'disabled' (the tenant is) | 'quota' (max_sessions).
 local owner = redis.call('HGET', k('session', ARGV[2]), 'channel')
@@ -25,7 +26,7 @@ if tenant ~= '' then
   count_usage(tenant, 'sessions', 1, now)
   if key_id ~= '' then redis.call('HSET', k('tenant_keys_used'), key_id, now) end
 end
-redis.call('HSET', k('session', ARGV[2]), 'trace', ARGV[3], 'channel', ARGV[4], 'opened_ms', now)
+redis.call('HSET', k('session', ARGV[2]), 'trace', ARGV[3], 'channel', ARGV[4], 'opened_ms', now, 'need', ARGV[10] or '')
 if tenant ~= '' then redis.call('HSET', k('session', ARGV[2]), 'tenant', tenant, 'key', key_id, 'sub', ARGV[9] or '') end
 redis.call('EXPIRE', k('session', ARGV[2]), 86400)
 redis.call('ZADD', k('sessions'), now + tonumber(ARGV[6]), ARGV[2])

@@ -43,15 +43,16 @@ def pool_form(
     existing: list[LanguageRule] | None = None,
     enabled: bool = True,
     priority: int = 10,
-    services: str = '["asr", "nmt"]',
-) -> dict[str, str]:
-    """The add/change form as the browser posts it, with the inline language rules."""
+    services: tuple[str, ...] = ("asr", "nmt"),
+) -> dict[str, Any]:
+    """The add/change form as the browser posts it (required services as ticked checkboxes),
+    with the inline language rules."""
     existing = existing or []
-    data = {
+    data: dict[str, Any] = {
         "name": name,
         "priority": str(priority),
         "strategy": "random",
-        "required_services": services,
+        "required_services": list(services),
         "rules-TOTAL_FORMS": str(len(rules)),
         "rules-INITIAL_FORMS": str(len(existing)),
         "rules-MIN_NUM_FORMS": "0",
@@ -108,7 +109,7 @@ def test_a_pool_requiring_tts_in_the_admin_leaves_out_nodes_without_tts(
 ) -> None:
     no_tts = register(["zh", "en"], services=("asr", "nmt"))
     full = register(["zh", "en"])
-    add_pool(admin_client, "speech", [{"languages": "zh,en"}], services='["asr", "nmt", "tts"]')
+    add_pool(admin_client, "speech", [{"languages": "zh,en"}], services=("asr", "nmt", "tts"))
     assert selectors.pool_members("speech") == [full]
     assert status(no_tts) == "registering"
 
@@ -230,7 +231,7 @@ def test_a_bad_language_rule_is_refused_and_changes_nothing(live: str, admin_cli
 
 
 def test_an_unknown_service_is_refused(live: str, admin_client: Client) -> None:
-    response = admin_client.post(ADD_POOL, pool_form("x", [{"languages": "zh,en"}], services='["gpu"]'))
+    response = admin_client.post(ADD_POOL, pool_form("x", [{"languages": "zh,en"}], services=("gpu",)))
     assert response.status_code == 200
     assert "Unknown service type(s): gpu" in response.content.decode()
     assert not Pool.objects.exists()
