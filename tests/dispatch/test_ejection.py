@@ -10,7 +10,20 @@ from typing import Any
 
 import pytest
 
-from dispatch import jobs, keys, metrics, nodes, outbox, protocol, selectors, sessions, store
+from dispatch import (
+    fleet,
+    fleet_summary,
+    jobs,
+    keys,
+    loop_lag,
+    metrics,
+    nodes,
+    outbox,
+    protocol,
+    selectors,
+    sessions,
+    store,
+)
 from dispatch.protocol import ErrorCode
 from tests.clients import AUDIO_B64, register_frame
 
@@ -141,7 +154,9 @@ async def test_three_failures_in_a_row_eject_then_each_ejection_doubles_up_to_th
     await wait_out(bad)
     await fail_on(bad, 3)
     assert ejected_for_ms(bad) == 2500  # SCHEDULER_EJECT_MAX_S
-    text = metrics.metrics_text(await selectors.fleet_snapshot())
+    await fleet_summary.summary_compute("test")  # the worker's once-a-second pass
+    (summary, live), lags = await fleet.fleet_scrape(), await loop_lag.loop_lags()
+    text = metrics.metrics_text(summary, live, lags)
     assert 'scheduler_node_ejections_total{reason="error"} 3' in text
     assert "scheduler_nodes_ejected 1" in text
 

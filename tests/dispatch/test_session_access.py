@@ -260,7 +260,8 @@ async def test_a_tenants_node_serves_only_that_tenant(connect, settings, ticket_
 
 async def test_the_pair_preview_and_the_dashboard_take_tenants(connect, settings, ticket_mode, admin_client):
     from dispatch import selectors
-    from nodes.dashboard import dashboard_snapshot
+    from dispatch.fleet import View
+    from nodes.dashboard import dashboard_frame
     from pools.config import import_pools
 
     settings.SCHEDULER_AUTO_PAIR_POOLS = False
@@ -291,7 +292,7 @@ async def test_the_pair_preview_and_the_dashboard_take_tenants(connect, settings
     for _ in range(2):
         browser = await connect(Browser, f"/ws/session?access_token={acme.ticket()}")
         await browser.init()
-    snapshot = await dashboard_snapshot()
+    snapshot = await dashboard_frame(View())
     assert snapshot["tenant_sessions"]["acme"] == 2 and snapshot["tenant_sessions"]["public"] == 0
 
 

@@ -219,7 +219,8 @@ async def test_room_jobs_move_on_when_their_node_is_lost(stack, node_token):
 async def test_staff_see_open_rooms_and_find_a_rooms_jobs(stack, node_token):
     """The dashboard lists open rooms (code, members, languages, jobs in the last minute), the job
     lookup finds a room's jobs by its code with each job's group, and /metrics counts rooms."""
-    from nodes.dashboard import dashboard_snapshot
+    from dispatch.fleet import View
+    from nodes.dashboard import dashboard_frame
 
     server = stack(**SETTINGS)
     staff = await sync_to_async(login_cookie)(staff=True)
@@ -233,7 +234,7 @@ async def test_staff_see_open_rooms_and_find_a_rooms_jobs(stack, node_token):
     await english.ending()
     await german.ending()
 
-    rooms = (await dashboard_snapshot())["rooms"]
+    rooms = (await dashboard_frame(View()))["rooms"]
     assert rooms["count"] == 1
     [shown] = rooms["shown"]
     assert (shown["code"], shown["members"], shown["languages"], shown["jobs_last_minute"]) == (

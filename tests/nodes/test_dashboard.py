@@ -228,7 +228,7 @@ async def test_snapshot_shows_each_node_and_pool_and_drains_from_the_socket(sock
     assert (await staff.expect(lambda f: f.get("type") == "notice"))["level"] == "error"
 
 
-async def test_an_ejected_node_shows_why_and_for_how_long_and_staff_end_it(sockets, node_token, settings):
+async def test_an_ejected_node_shows_why_and_for_how_long_and_staff_end_it(sockets, summarised, node_token, settings):
     from tests.dispatch.test_ejection import fail_on, jobs_on
 
     settings.SCHEDULER_EJECT_BASE_S = settings.SCHEDULER_EJECT_MAX_S = 60
