@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from dispatch import history, outbox, room_selectors, store
-from dispatch.jobs import Cut, Dispatched, assign_frame, job_body
+from dispatch.jobs import Cut, Dispatched, QuotaExceeded, assign_frame, job_body
 from dispatch.outbox import json_text
 from dispatch.sessions import SessionSpec
 from pools.rules import auto_pool_name, one_way_need
@@ -81,7 +81,8 @@ async def room_submit(
     free node now gets a waiting job (the worker retries it; it ends alone with
     NO_AVAILABLE_NODE when the dispatch wait is over). ``on_dispatched`` runs for each job (a
     waiting one has no node) before any frame goes to a node. False when the speaker is not a
-    member of the room (any more)."""
+    member of the room (any more); ``QuotaExceeded`` when the jobs would take the speaker's
+    tenant past its audio quota (nothing placed)."""
     while True:
         bodies: dict[str, str] = {}
         groups_of: dict[str, str] = {}
@@ -103,10 +104,14 @@ async def room_submit(
             int(settings.SCHEDULER_JOB_TIMEOUT_S * 1000),
             history.job_index_keep_s(),
             int(settings.SCHEDULER_DISPATCH_WAIT_S * 1000),
+            spec.tenant,
+            cut.audio_ms,
             *args,
         )
         if reply[0] == "gone":
             return False
+        if reply[0] == "quota":
+            raise QuotaExceeded(spec.session_id)
         if reply[0] == "ok":
             break
     placed = [reply[index : index + 4] for index in range(1, len(reply), 4)]

@@ -304,3 +304,33 @@ def admin_client(transactional_db):
     client = Client()
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
     return client
+
+
+async def test_a_rooms_jobs_are_its_speakers_tenants_and_count_against_its_audio_quota(connect, ticket_mode):
+    # 0.05 minutes = 3 s; an utterance of 1 s heard in two other languages is 2 s of jobs
+    roomy = await customer("roomy", audio_minutes="0.05")
+    node = await connect(Node)
+    await node.register(langs=["zh", "en", "de"])
+    speaker, english, german = [await connect(Browser, f"/ws/session?access_token={roomy.ticket()}") for _ in range(3)]
+    await speaker.init("zh", "en")
+    await english.init("en", "zh")
+    await german.init("de", "zh")
+    await speaker.send({"type": "room_create", "client_ts": 1})
+    code = (await speaker.expect("room_create_ack"))["room_code"]
+    await english.send({"type": "room_join", "room_code": code, "preferred_lang": "en"})
+    await german.send({"type": "room_join", "room_code": code, "preferred_lang": "de"})
+    await english.expect("room_create_ack")
+    await german.expect("room_create_ack")
+    await speaker.utterance(0)
+    jobs = [await node.job(), await node.job()]
+    assert sorted(job["tgt_lang"] for job in jobs) == ["de", "en"]
+    assert {(await story_of(job["job_id"]))["tenant"] for job in jobs} == {"roomy"}
+    for job in jobs:
+        await node.answer(job)
+    await english.expect("translation_result")
+    await german.expect("translation_result")
+    day = int(time.time()) // 86_400
+    assert int(await store.async_client().hget(keys.usage(day), "roomy:audio_ms")) == 2000
+    await speaker.utterance(1)  # 2 s more would be 4 s: refused, nothing placed
+    assert (await speaker.error("QUOTA_EXCEEDED"))["utterance_index"] == 1
+    assert (await node.silent(0.3)) == []
