@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import redis
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -38,10 +39,14 @@ class FrameConsumer(AsyncWebsocketConsumer):
         await super().websocket_connect(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """channels' own, less its thread hop to close stale database connections (handlers
+        here never use the ORM after connect, and no group is used): ten thousand sockets closing
+        at once queued on that one thread for seconds."""
         live_sockets.discard(self)
         for task in self.tasks:
             task.cancel()
-        await super().websocket_disconnect(message)
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     def start_task(self, coroutine: Any) -> None:
         """Run work that must not hold up this socket's next frame; cancelled on disconnect."""
@@ -100,8 +105,8 @@ class FrameConsumer(AsyncWebsocketConsumer):
             await self.send_error(error.code, error.message)
             if error.close_code is not None:
                 await self.close(code=error.close_code)
-        except (redis.ConnectionError, redis.TimeoutError):
-            log.warning("store unreachable while handling a frame")
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            log.warning("store unreachable while handling a frame: %s", error)
             await self.send_error(
                 ErrorCode.INTERNAL_ERROR, "The scheduler's store is unreachable; please retry shortly."
             )

@@ -43,19 +43,35 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redi
 )
 
 
+class BlockingSentinelConnectionPool(aredis.sentinel.SentinelConnectionPool, aredis.BlockingConnectionPool):
+    """Sentinel's pool (it asks the sentinels where the primary is) with the blocking pool's
+    bounded size and wait."""
+
+
 def async_client() -> aredis.Redis:
-    """The current event loop's client (created on first use)."""
+    """The current event loop's client (created on first use). Its pool holds at most
+    ``REDIS_MAX_CONNECTIONS``; a call finding them all busy waits for one (up to
+    ``REDIS_POOL_TIMEOUT_S``) instead of failing at once with redis-py's ``MaxConnectionsError``
+    (its default pool's limit is 100). What storms call by the thousand goes through
+    ``dispatch.batches`` and holds one or two connections, whatever the storm's size."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
+        pool_options: dict[str, Any] = {
+            "max_connections": settings.REDIS_MAX_CONNECTIONS, "timeout": settings.REDIS_POOL_TIMEOUT_S,
+        }
         if settings.REDIS_SENTINELS:
             options = CLIENT_OPTIONS | ({"password": settings.REDIS_PASSWORD} if settings.REDIS_PASSWORD else {})
             sentinel = aredis.sentinel.Sentinel(
                 settings.REDIS_SENTINELS, sentinel_kwargs=settings.REDIS_SENTINEL_KWARGS, **options
             )
-            client = sentinel.master_for(settings.REDIS_SENTINEL_MASTER, **options)
+            client = sentinel.master_for(
+                settings.REDIS_SENTINEL_MASTER, connection_pool_class=BlockingSentinelConnectionPool,
+                **options, **pool_options,
+            )
         else:
-            client = aredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
+            pool = aredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **CLIENT_OPTIONS, **pool_options)
+            client = aredis.Redis.from_pool(pool)
         _async_clients[loop] = client
     return client
 

@@ -52,6 +52,7 @@ HEARTBEAT_CLOSE = {
 
 class NodeConsumer(FrameConsumer):
     node_id: str | None = None
+    left = False  # taken offline already (the process is stopping)
 
     async def connect(self) -> None:
         await self.accept()
@@ -75,6 +76,7 @@ class NodeConsumer(FrameConsumer):
                 self.held = await node_offline(
                     node_id=self.node_id, channel=self.channel_name, move_jobs=False
                 )
+                self.left = True
             except redis.RedisError:
                 log.warning("node not taken offline: store unreachable", extra={"node_id": self.node_id})
         await self.close(code=CloseCode.RECONNECT)
@@ -90,7 +92,7 @@ class NodeConsumer(FrameConsumer):
         await self.close(code=CloseCode.RECONNECT)
 
     async def disconnect(self, code: int) -> None:
-        if self.node_id is not None:
+        if self.node_id is not None and not self.left:
             await node_offline(node_id=self.node_id, channel=self.channel_name)
 
     async def receive_frame(self, text: str) -> None:

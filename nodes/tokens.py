@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +13,7 @@ from nodes.models import NodeToken
 from tenants.models import Tenant
 
 TOKEN_BYTES = 24
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def token_hash(plaintext: str) -> str:
@@ -44,7 +46,10 @@ def token_ensure(*, name: str, plaintext: str | None) -> str:
 
 
 def token_authenticate(plaintext: str | None) -> NodeToken | None:
-    """The live token for this plaintext, or None (missing, unknown or revoked)."""
+    """The live token for this plaintext, or None (missing, unknown or revoked). Its
+    ``last_used_at`` is written at most once a minute: nodes connect through one thread, and a
+    fleet sharing a token and reconnecting at once would otherwise queue behind a database write
+    each (about 5 ms apiece on SQLite, with 2,000 nodes reconnecting at once)."""
     if not plaintext:
         return None
     token = (
@@ -52,8 +57,9 @@ def token_authenticate(plaintext: str | None) -> NodeToken | None:
         .filter(token_hash=token_hash(plaintext), revoked_at__isnull=True)
         .first()
     )
-    if token is not None:
-        NodeToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if token is not None and (token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY):
+        NodeToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from dispatch import keys, store
 from dispatch.config import pools_publish
 from dispatch.sessions import sessions_renew
-from dispatch.sockets import live_sockets
+from dispatch.sockets import FrameConsumer, live_sockets
 from dispatch.tenants import tenants_publish
 
 log = logging.getLogger("dispatch.sockets")
@@ -35,11 +35,15 @@ async def sockets_notify(event: str) -> None:
     never chase a node of this process that is about to leave as well)."""
     consumers = list(live_sockets)
     for name in (event, "stopped") if event == "stopping" else (event,):
-        for consumer in consumers:
-            try:
-                await getattr(consumer, name)()
-            except Exception:
-                log.exception("socket could not handle %s", name)
+        # All at once: ten thousand node sockets leaving one after another would outlast the stop.
+        await asyncio.gather(*(_tell(consumer, name) for consumer in consumers))
+
+
+async def _tell(consumer: FrameConsumer, name: str) -> None:
+    try:
+        await getattr(consumer, name)()
+    except Exception:
+        log.exception("socket could not handle %s", name)
 
 
 async def sessions_keep_alive() -> None:

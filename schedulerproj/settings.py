@@ -98,6 +98,10 @@ REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
 REDIS_SENTINEL_KWARGS: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5} | (
     {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
 )
+# Live state's connections per process (docs/deployment.md, "Connection pools"): a call finding
+# all of them busy waits up to REDIS_POOL_TIMEOUT_S for one, so a burst queues instead of failing.
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50)
+REDIS_POOL_TIMEOUT_S = env_float("REDIS_POOL_TIMEOUT_S", 10)
 
 # --- The scheduler's own settings (docs/protocol.md and the README name each one). ---
 SCHEDULER_REDIS_PREFIX = env_str("SCHEDULER_REDIS_PREFIX", "sched")

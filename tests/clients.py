@@ -144,9 +144,11 @@ class FakeNode(Client):
     node_id: str = ""
 
     @classmethod
-    async def connect(cls, base: str, token: str | None, **headers: str) -> FakeNode:
+    async def connect(cls, base: str, token: str | None, *, open_timeout: float = 10, **headers: str) -> FakeNode:
         url = f"{base}/ws/node" + (f"?token={token}" if token else "")
-        return cls(await websockets.connect(url, additional_headers=headers or None, max_size=None))
+        return cls(
+            await websockets.connect(url, additional_headers=headers or None, max_size=None, open_timeout=open_timeout)
+        )
 
     async def register(self, frame: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         await self.send(frame or register_frame(**kwargs))

@@ -34,11 +34,12 @@ def database_url() -> str:
 
 
 class Stack:
-    """``servers`` daphne processes on their own ports, plus ``worker`` scheduler_worker copies."""
+    """``servers`` daphne processes on their own ports, plus ``worker`` scheduler_worker copies.
+    With ``server_log``, the daphne processes write their output to that file."""
 
     def __init__(
         self, prefix: str, *, servers: int = 1, worker: bool = True, server_env: dict[str, str] | None = None,
-        **env: Any,
+        server_log: Path | None = None, **env: Any,
     ) -> None:
         self.env = {
             **os.environ,
@@ -53,6 +54,7 @@ class Stack:
         self.servers: list[subprocess.Popen[bytes] | None] = [None] * servers
         self.workers: list[subprocess.Popen[bytes]] = []
         self.want_worker = worker
+        self.server_log = server_log
 
     def start(self) -> Stack:
         # The worker boots beside the servers, and is up before a test begins: a job waiting
@@ -65,11 +67,16 @@ class Stack:
         return self
 
     def start_server(self, index: int) -> None:
+        output = self.server_log.open("ab") if self.server_log else None
         self.servers[index] = subprocess.Popen(
             [sys.executable, "-m", "schedulerproj.server", "--host", "127.0.0.1", "--port", str(self.ports[index])],
             cwd=BASE_DIR,
             env=self.server_env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
         )
+        if output:
+            output.close()  # the process has its own copy
         deadline = time.monotonic() + 30
         while True:
             try:
