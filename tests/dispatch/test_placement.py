@@ -71,10 +71,12 @@ async def test_jobs_spread_over_every_node_of_a_big_pool(published):
         job = await submit(index)
         counts[job.node_id] += 1
         await finish(job, index)
-    # Each node is drawn with probability 1/48: missing one in 960 draws is about e^-20, and 20 ± 4.4
-    # per node makes more than 45 as unlikely.
+    # Uniform draws would give each node 20 ± 4.4 of 960. The first draw is Redis's SRANDMEMBER,
+    # whose "fair" random key still leans on the set's hash-table layout: one run in a few dozen
+    # gave a node 45 and another 6. What must hold: every node gets work, and none gets three
+    # times its share (60), which only a broken sample would give.
     assert set(counts) == set(node_ids)
-    assert max(counts.values()) < 45, counts.most_common(3)
+    assert max(counts.values()) < 60, counts.most_common(3)
     assert used(node_ids) == [0] * NODES
 
 
