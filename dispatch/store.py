@@ -3,6 +3,10 @@
 Async code (consumers, the worker) uses one ``redis.asyncio`` client per event loop; sync code
 (admin, management commands) uses django-redis's connection. Every script is ``scripts/NAME.lua``
 with ``scripts/_lib.lua`` prepended, called by name through :func:`run` or :func:`run_sync`.
+
+The async client's pool holds at most ``REDIS_MAX_CONNECTIONS`` connections and a call beyond
+them waits for one (up to ``POOL_WAIT_S``) instead of failing: when thousands of sockets close
+at once (a network blip, a stop), each one's ``node_offline`` waits its turn.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
 }
 
+POOL_WAIT_S = 20  # how long a call waits for a free connection of the pool before it fails
+
 Reply = Any
+
+
+class BlockingSentinelConnectionPool(aredis.sentinel.SentinelConnectionPool, aredis.BlockingConnectionPool):
+    """The primary Sentinel names, through a pool that waits for a free connection when all are
+    in use (``BlockingConnectionPool``'s ``get_connection``) instead of failing."""
 
 
 @cache
@@ -48,14 +59,19 @@ def async_client() -> aredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
+        pool: dict[str, Any] = {"max_connections": settings.REDIS_MAX_CONNECTIONS, "timeout": POOL_WAIT_S}
         if settings.REDIS_SENTINELS:
             options = CLIENT_OPTIONS | ({"password": settings.REDIS_PASSWORD} if settings.REDIS_PASSWORD else {})
             sentinel = aredis.sentinel.Sentinel(
                 settings.REDIS_SENTINELS, sentinel_kwargs=settings.REDIS_SENTINEL_KWARGS, **options
             )
-            client = sentinel.master_for(settings.REDIS_SENTINEL_MASTER, **options)
+            client = sentinel.master_for(
+                settings.REDIS_SENTINEL_MASTER, connection_pool_class=BlockingSentinelConnectionPool, **options, **pool
+            )
         else:
-            client = aredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
+            client = aredis.Redis.from_pool(
+                aredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **CLIENT_OPTIONS, **pool)
+            )
         _async_clients[loop] = client
     return client
 

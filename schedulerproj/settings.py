@@ -98,6 +98,9 @@ REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
 REDIS_SENTINEL_KWARGS: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5} | (
     {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
 )
+# Connections to Redis each process's live-state client keeps at most; a call beyond them waits
+# for a free one (many sockets closing at once each take their node offline in turn).
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 100)
 
 # --- The scheduler's own settings (docs/protocol.md and the README name each one). ---
 SCHEDULER_REDIS_PREFIX = env_str("SCHEDULER_REDIS_PREFIX", "sched")
