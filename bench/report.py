@@ -199,10 +199,12 @@ def rerun() -> list[str]:
     return [
         "## How to read and rerun",
         "",
-        "`make bench` (about 11 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
+        "`make bench` (about 15 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
         "`BENCH_PAIRS`, `BENCH_SEQ_JOBS`, `BENCH_FLEET_NODES`, `BENCH_PICK_NODES`, `BENCH_PROFILE=auto|always|never`, "
         "`BENCH_VARIANTS='name:VAR=value,...;...'` (more full-path stacks with other settings, measured side by side), "
-        "`BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See `bench/README.md`.",
+        "`BENCH_WATCHED_S`, `BENCH_WATCHED_RATE`, `BENCH_STORM_CONCURRENCY` (the fleet watched), `BENCH_PHASES=a,b` "
+        "(only those phases), `BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See "
+        "`bench/README.md`.",
         "",
     ]
 
