@@ -277,7 +277,7 @@ def storm_table(found: Watched) -> list[str]:
         "|---|---|",
         *([f"| nodes the leaving before left online, and until their leases took them offline (s) | "
            f"{storm.left_online:,}, {fmt(storm.offline_after_s)} |"] if storm.left_online else []),
-        f"| time until all {n} are ready in Redis (s) | {fmt(storm.ready_s)} |",
+        f"| time until every node that registered again is ready in Redis (s) | {fmt(storm.ready_s)} |",
         f"| time until the last node read its ack (s) | {fmt(storm.acks_s)} |",
         f"| nodes ready / refused / unreachable / dropped after their ack | {storm.ready:,} / {storm.refused} / "
         f"{storm.unreachable} / {storm.gone} |",
