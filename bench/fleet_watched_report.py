@@ -23,7 +23,7 @@ def target_rows(report: Report) -> list[Row]:
     steps_ = (found.conditions["unwatched"].step, found.conditions["watched"].step)
     stalls = sum(step.late_100() for step in steps_)
     worst = max((step.worst_logged_ms() for step in steps_ if not math.isnan(step.worst_logged_ms())), default=math.nan)
-    note = (f" (both tails are stalls of the server's loop, watched or not: {stalls} ticks over 100 ms late, the "
+    note = (f" (both tails are stalls of the server's loop, watched or not: {ticks(stalls)} over 100 ms late, the "
             f"worst {fmt(worst, 0)} ms)" if stalls else "")
     rows: list[Row] = [
         (f"{n} idle nodes, one dashboard viewer and a scrape a second: a pair's round-trip p99 ≤ {P99_RATIO}× "
@@ -186,7 +186,7 @@ def reading(found: Watched, report: Report) -> list[str]:
         worst = max(unwatched.step.worst_logged_ms(), seen.step.worst_logged_ms(), key=lambda x: -1 if math.isnan(x) else x)
         gc = gc_share(found)
         lines.append(
-            f"The server's loop stalled in these windows: {unwatched.step.late_100()} ticks more than 100 ms late "
+            f"The server's loop stalled in these windows: {ticks(unwatched.step.late_100())} more than 100 ms late "
             f"nobody watching and {seen.step.late_100()} watched (the worst logged: {fmt(worst, 0)} ms), far more than "
             "a frame or a scrape takes (the in-process figures below). A round trip that meets a stall waits it "
             "out, so the tails of both columns are the stalls', watched or not"
@@ -211,6 +211,10 @@ def gc_share(found: Watched) -> float:
         return 0.0
     result = found.profile[0]
     return float(result.parts.get(GC, 0) / result.samples)
+
+
+def ticks(n: int) -> str:
+    return f"{n} tick" + ("" if n == 1 else "s")
 
 
 def ordinal(n: int) -> str:

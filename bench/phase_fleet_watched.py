@@ -466,7 +466,7 @@ async def measure(bench: Bench) -> None:
         missed = [m for m in found.missed() if "round-trip" in m]
         stalls = sum(found.conditions[name].step.late_100() for name in ("unwatched", "watched"))
         if stalls:
-            missed.append(f"{stalls} ticks of the server's loop more than 100 ms late in the windows")
+            missed.append(f"{stalls} tick{'' if stalls == 1 else 's'} of the server's loop more than 100 ms late in the windows")
         if params.profile == "always" or (params.profile == "auto" and missed):
             found.profile_why = "always" if params.profile == "always" else "; ".join(missed)
             log(f"  profiling a watched window with py-spy ({found.profile_why})")
