@@ -4,7 +4,13 @@ On the full path they are ``fleetsim``'s simulated nodes (``SimNode``): each reg
 languages and heartbeats from its registration on, as a real node does (right after the ack, then
 every interval), so no lease runs out while the rest of the fleet connects. On the floor (the
 daphne echo) each sends the same register frame, has it echoed, and heartbeats the same way. A
-socket the server closes is counted (``Fleet.closed``), not fatal, and its node sends no more.
+socket the server closes is counted (``Fleet.closed``), not fatal, and its node sends no more; so
+is a connection that could not be opened (``Fleet.unreachable``: a busy server's full backlog,
+a handshake timed out).
+
+A full-path fleet can also leave all at once (``fleet_close(at_once=True)``: every close frame
+sent together; ``fleet_cut``: every socket cut without one, as a network blip does) and come back
+all at once with the node ids it had (``fleet_reconnect``), as nodes do after a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from websockets.asyncio.client import ClientConnection
 
 from fleetsim.frames import encode, heartbeat_frame, register_frame
 from fleetsim.node import NodeObserver, NodeRefused, SimNode, heartbeats
-from fleetsim.wire import CLOSED, ws_connect
+from fleetsim.wire import CLOSED, UNREACHABLE, ws_connect
 
 
 @dataclass(eq=False)
@@ -32,11 +38,12 @@ class Fleet(NodeObserver):
     sent: int = 0  # heartbeats sent, by the nodes' own loops and by bursts
     gone: set[str] = field(default_factory=set)  # registered nodes whose socket the server closed
     refused: int = 0  # sockets the server closed before their node was registered
+    unreachable: int = 0  # connections that could not be opened (refused, timed out)
     beating: list[asyncio.Future[None]] = field(default_factory=list)  # the floor's heartbeats
 
     @property
     def closed(self) -> int:
-        return len(self.gone) + self.refused
+        return len(self.gone) + self.refused + self.unreachable
 
     def count_sent(self) -> None:
         self.sent += 1
@@ -69,12 +76,19 @@ async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) 
                 except NodeRefused:
                     fleet.refused += 1
                     continue
+                except UNREACHABLE:
+                    fleet.unreachable += 1
+                    continue
                 assert node.ws is not None and node.node_id is not None
                 fleet.nodes.append(node)
                 fleet.sockets.append(node.ws)
                 fleet.node_ids.append(node.node_id)
                 continue
-            ws = await ws_connect(f"{base}/echo")
+            try:
+                ws = await ws_connect(f"{base}/echo")
+            except UNREACHABLE:
+                fleet.unreachable += 1
+                continue
             try:
                 await ws.send(frame)
                 await ws.recv()
@@ -113,11 +127,12 @@ async def fleet_heartbeats(fleet: Fleet, *, rate: float) -> int:
     return sent
 
 
-async def fleet_close(fleet: Fleet) -> None:
+async def fleet_close(fleet: Fleet, *, at_once: bool = False) -> None:
+    """Every node leaves (a close frame each), 100 at a time or ``at_once``."""
     for task in fleet.beating:  # first, so our own closing is not counted as the server's
         task.cancel()
     await asyncio.gather(*fleet.beating, return_exceptions=True)
-    sem = asyncio.Semaphore(100)
+    sem = asyncio.Semaphore(len(fleet.sockets) + 1 if at_once else 100)
 
     async def close(ws: ClientConnection) -> None:
         async with sem:
@@ -131,3 +146,42 @@ async def fleet_close(fleet: Fleet) -> None:
         await asyncio.gather(*(leave(node) for node in fleet.nodes), return_exceptions=True)
     else:
         await asyncio.gather(*(close(ws) for ws in fleet.sockets), return_exceptions=True)
+
+
+def fleet_cut(fleet: Fleet) -> None:
+    """Every full-path node's socket cut at once, without a close frame (a network blip)."""
+    for node in fleet.nodes:
+        node.stopping = True
+        for task in list(node.tasks):
+            task.cancel()
+        if node.ws is not None:
+            node.ws.transport.abort()
+            node.ws = None
+
+
+async def fleet_reconnect(fleet: Fleet, *, concurrency: int) -> float:
+    """Every full-path node connects and registers again with its id, ``concurrency`` at a time
+    (each heartbeats from its ack on); returns the seconds until the last ack. A node refused or
+    unreachable is counted and dropped from the fleet."""
+    queue = iter(list(fleet.nodes))
+    fleet.nodes, fleet.sockets, fleet.node_ids, fleet.gone = [], [], [], set()
+
+    async def one() -> None:
+        for node in queue:
+            node.stopping = False
+            try:
+                await node.connect()
+            except NodeRefused:
+                fleet.refused += 1
+                continue
+            except UNREACHABLE:
+                fleet.unreachable += 1
+                continue
+            assert node.ws is not None and node.node_id is not None
+            fleet.nodes.append(node)
+            fleet.sockets.append(node.ws)
+            fleet.node_ids.append(node.node_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return time.perf_counter() - started

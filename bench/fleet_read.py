@@ -7,12 +7,14 @@ which fleets; nodes register through ``nodes.node_register`` with 14 languages a
 pools on (273 pools each), as ``bench/pick.py`` registers them. Every figure is the median of
 ``BENCH_FLEET_REPEAT`` (7) calls, in this process (``time.process_time``), with Redis's own CPU
 (``INFO cpu``, which includes the two ``INFO`` calls around each measure) beside it. The frames are the default view's first page and a page of
-one pool's nodes sorted by free slots. Keys are deleted at the end.
+one pool's nodes sorted by free slots, and the first page at 10 rows (what a fleet of 10 shows).
+Keys are deleted at the end. The bench's phase "the fleet watched" calls ``measure_fleet``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -24,14 +26,16 @@ from typing import Any
 
 from bench.procs import BASE_DIR, RedisSnapshot, delete_matching, redis_client
 
+Timed = tuple[float, float, float, int]  # CPU of this process, wall time, Redis CPU (s), reply size
 
-def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float, float, int]:
-    """Median CPU of this process, wall time, Redis CPU (s) and reply size of ``fn``."""
+
+async def timed_async(fn: Callable[[], Awaitable[Any]], repeat: int) -> Timed:
+    """Median CPU of this process, wall time, Redis CPU (s) and reply size of ``fn`` (after one
+    call that warms scripts and connections)."""
     client = redis_client()
     cpu, wall, redis_s, size = [], [], [], 0
-
-    async def once() -> None:
-        nonlocal size
+    await fn()
+    for _ in range(repeat):
         before = RedisSnapshot.take(client)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         out = await fn()
@@ -39,14 +43,72 @@ def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float, 
         wall.append(time.perf_counter() - wall0)
         redis_s.append(RedisSnapshot.take(client).minus(before).cpu)
         size = len(out) if isinstance(out, str | bytes) else 0
-
-    async def run() -> None:
-        await fn()  # warm: scripts, connections
-        for _ in range(repeat):
-            await once()
-
-    asyncio.get_event_loop().run_until_complete(run())
     return statistics.median(cpu), statistics.median(wall), statistics.median(redis_s), size
+
+
+def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> Timed:
+    """``timed_async`` outside an event loop."""
+    return asyncio.get_event_loop().run_until_complete(timed_async(fn, repeat))
+
+
+# What a page or a scrape reads, as a server process builds it (Django set up, the prefix chosen).
+
+
+async def frame() -> str:
+    """One dashboard frame of the default view's first page."""
+    from dispatch import fleet
+    from nodes.dashboard import dashboard_frame
+
+    return json.dumps(await dashboard_frame(fleet.DEFAULT_VIEW))
+
+
+async def small_frame() -> str:
+    """The default view's first page of 10 rows (as many as a fleet of 10 shows)."""
+    from dispatch import fleet
+    from nodes.dashboard import dashboard_frame
+
+    return json.dumps(await dashboard_frame(fleet.View(size=10)))
+
+
+async def pool_frame() -> str:
+    """One dashboard frame of a page of one pool's nodes, sorted by free slots."""
+    from dispatch import fleet
+    from nodes.dashboard import dashboard_frame
+
+    return json.dumps(await dashboard_frame(fleet.View(pool="auto:zh-en", sort="free", desc=True)))
+
+
+async def scrape() -> str:
+    """What one ``/metrics`` scrape reads and writes."""
+    from dispatch import fleet, loop_lag, metrics
+
+    (summary, live), lags = await fleet.fleet_scrape(), await loop_lag.loop_lags()
+    return metrics.metrics_text(summary, live, lags)
+
+
+async def summary_pass() -> str:
+    """One pass of the worker's fleet summary."""
+    from dispatch import fleet_summary
+
+    return json.dumps(await fleet_summary.summary_compute("bench"))
+
+
+READS: tuple[tuple[str, Callable[[], Awaitable[str]]], ...] = (
+    ("summary pass", summary_pass), ("dashboard frame", frame), ("frame of 10 rows", small_frame),
+    ("pool page frame", pool_frame), ("scrape read", scrape),
+)
+
+
+async def measure_fleet(size: int, prefix: str, repeat: int) -> dict[str, Timed]:
+    """Register ``size`` nodes in-process under ``prefix`` (its keys are left for the caller to
+    delete) and time each of ``READS`` on them, the summary pass first (what the others read)."""
+    from bench.phase_pick import FleetFigures, register_fleet
+
+    figures = FleetFigures(nodes=size, prefix=prefix)
+    await register_fleet(figures)
+    print(f"registered {size} nodes in {figures.register_s:.1f} s", file=sys.stderr, flush=True)
+    await pool_frame()  # asks for the pool's view: the next pass writes it
+    return {name: await timed_async(fn, repeat) for name, fn in READS}
 
 
 def main() -> None:
@@ -65,40 +127,12 @@ def main() -> None:
     import django
 
     django.setup()
-    import json
-
-    from bench.phase_pick import FleetFigures, register_fleet
-    from dispatch import fleet, fleet_summary, loop_lag, metrics
-    from nodes.dashboard import dashboard_frame
-
-    pool_view = fleet.View(pool="auto:zh-en", sort="free", desc=True)
-
-    async def frame() -> str:
-        return json.dumps(await dashboard_frame(fleet.DEFAULT_VIEW))
-
-    async def pool_frame() -> str:
-        return json.dumps(await dashboard_frame(pool_view))
-
-    async def scrape() -> str:
-        (summary, live), lags = await fleet.fleet_scrape(), await loop_lag.loop_lags()
-        return metrics.metrics_text(summary, live, lags)
-
-    async def summary_pass() -> str:
-        return json.dumps(await fleet_summary.summary_compute("bench"))
-
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    rows = []
     try:
         for size in sizes:
-            figures = FleetFigures(nodes=size, prefix=f"{prefix}-{size}")
-            loop.run_until_complete(register_fleet(figures))
-            print(f"registered {size} nodes in {figures.register_s:.1f} s", flush=True)
-            loop.run_until_complete(pool_frame())  # asks for the pool's view: the next pass writes it
-            for name, fn in (("summary pass", summary_pass), ("dashboard frame", frame),
-                             ("pool page frame", pool_frame), ("scrape read", scrape)):
-                cpu, wall, redis_s, size_b = timed(fn, repeat)
-                rows.append((size, name, cpu, wall, redis_s, size_b))
+            measured = loop.run_until_complete(measure_fleet(size, f"{prefix}-{size}", repeat))
+            for name, (cpu, wall, redis_s, size_b) in measured.items():
                 print(f"{size:>6} nodes  {name:<16} CPU {cpu * 1000:9.2f} ms  wall {wall * 1000:9.2f} ms  "
                       f"Redis {redis_s * 1000:8.2f} ms  {size_b / 1024:8.1f} KiB", flush=True)
     finally:

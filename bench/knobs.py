@@ -49,6 +49,11 @@ class Params:
     profile_s: float
     out: Path
     variants: tuple[tuple[str, dict[str, str]], ...]
+    watched_s: float  # the fleet watched: round trips per condition (unwatched, watched)
+    watched_rate: float  # the fleet watched: round trips per second, one at a time
+    storm_concurrency: int  # the fleet watched: nodes connecting at once in the storm
+    fleet_repeat: int  # the fleet watched: calls per figure of a frame's and a scrape's CPU
+    phases: tuple[str, ...]  # BENCH_PHASES: run only these (names, ``-`` or ``_``); empty for all
 
     @classmethod
     def from_env(cls) -> Params:
@@ -62,7 +67,7 @@ class Params:
             lat_warmup_s=env_float("BENCH_LAT_WARMUP_S", 1),
             count_jobs=env_int("BENCH_COUNT_JOBS", 200 if quick else 500),
             seq_jobs=env_int("BENCH_SEQ_JOBS", 300 if quick else 1500),
-            fleet_nodes=env_int("BENCH_FLEET_NODES", 200 if quick else 10000),
+            fleet_nodes=env_int("BENCH_FLEET_NODES", 1000 if quick else 10000),
             fleet_concurrency=env_int("BENCH_FLEET_CONCURRENCY", 50),
             heartbeat_rate=env_float("BENCH_HEARTBEAT_RATE", 2000),
             pick_nodes=env_int("BENCH_PICK_NODES", 1000 if quick else 10000),
@@ -73,6 +78,13 @@ class Params:
             profile_s=env_float("BENCH_PROFILE_S", 8),
             out=Path(os.environ.get("BENCH_OUT", BASE_DIR / "BENCHMARKS.md")),
             variants=parse_variants(os.environ.get("BENCH_VARIANTS", DEFAULT_VARIANTS)),
+            watched_s=env_float("BENCH_WATCHED_S", 6 if quick else 20),
+            watched_rate=env_float("BENCH_WATCHED_RATE", 20),
+            storm_concurrency=env_int("BENCH_STORM_CONCURRENCY", 1000),
+            fleet_repeat=env_int("BENCH_FLEET_REPEAT", 3 if quick else 5),
+            phases=tuple(
+                name.strip().replace("-", "_") for name in os.environ.get("BENCH_PHASES", "").split(",") if name.strip()
+            ),
         )
 
 

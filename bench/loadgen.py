@@ -171,17 +171,20 @@ class CallingRelayPair(RelayPair):
 
 class FullPair(Pair):
     """The scheduler's own clients (``fleetsim``): a node registered with 14 languages that
-    answers each job at once, and a browser whose session says ``utterance`` frames."""
+    answers each job at once, and a browser whose session (zh → en) says ``utterance`` frames.
+    A subclass may register its node with other ``languages`` and speak another pair."""
 
     sim_node: SimNode
     sim_browser: SimBrowser
+    languages: list[str] | None = None  # the node's: fleetsim's 14 when None
+    speaks = LanguagePair("zh", "en")
 
     async def open(self, base: str) -> FullPair:
-        node = SimNode(base, observer=NODE_MARKER)
+        node = SimNode(base, observer=NODE_MARKER, languages=self.languages)
         ack = await node.connect()
         if ack.get("status") != "ready":
             raise RuntimeError(f"node not registered ready: {ack}")
-        browser = SimBrowser(base, LanguagePair("zh", "en"), observer=Completer(self))
+        browser = SimBrowser(base, self.speaks, observer=Completer(self))
         await browser.connect()
         self.sim_node, self.sim_browser = node, browser
         self.session_id = browser.session_id
@@ -189,6 +192,8 @@ class FullPair(Pair):
         return self
 
     async def send(self, index: int) -> None:
+        if self.sim_browser.ws is None:  # the server closed it: counted as failed
+            raise ConnectionError("the browser's socket is closed")
         await self.sim_browser.utterance(index)
 
     async def close(self) -> None:
@@ -327,6 +332,32 @@ async def open_loop(pairs: list[Pair], *, rate: float, warmup: float, seconds: f
     lost = await _drain(pairs, REQUEST_TIMEOUT_S)
     samples = [s for pair in pairs for s in pair.recorder.samples if start <= s.started < end]
     return Window(end - start, samples, lost, {"before": before, "after": after})
+
+
+async def paced_until(pairs: list[Pair], *, rate: float, stop: asyncio.Event) -> Window:
+    """Round trips one at a time, at most ``rate`` a second, until ``stop`` is set: each waits
+    for the one before it to end, and is measured from its own start (what one round trip costs
+    meanwhile, without a queue of them piling up behind a slow one)."""
+    _reset(pairs)
+    start, lost = time.perf_counter(), 0
+    for k in itertools.count():
+        if stop.is_set():
+            break
+        future = await pairs[k % len(pairs)].request(wait=True)
+        try:
+            await asyncio.wait_for(future, REQUEST_TIMEOUT_S)  # type: ignore[arg-type]
+        except TimeoutError:
+            lost += 1
+        delay = start + (k + 1) / rate - time.perf_counter()
+        if delay > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+    end = time.perf_counter()
+    lost += await _drain(pairs, REQUEST_TIMEOUT_S)
+    samples = [s for pair in pairs for s in pair.recorder.samples]
+    return Window(end - start, samples, lost, {})
 
 
 async def one_at_a_time(pairs: list[Pair], *, count: int) -> tuple[list[Sample], int]:

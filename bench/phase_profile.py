@@ -13,10 +13,7 @@ from bench import loadgen, profile, targets
 from bench.phases import Bench, Config, Phase, Report, log, make_probe, window_figures
 from bench.procs import LOG_DIR
 
-ROOT_FRAMES = (
-    "_run_module_as_main ", "_run_code ", "<module> (schedulerproj/server.py)", "main (schedulerproj/server.py)",
-    "Server.run (daphne/server.py)", "AsyncioSelectorReactor.run ",
-)
+ROOT_FRAMES = profile.ROOT_FRAMES
 
 
 def reason(bench: Bench) -> str:

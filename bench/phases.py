@@ -32,8 +32,8 @@ Needs = Literal["redis", "servers", "pairs"]
 
 # Where a phase's section stands in BENCHMARKS.md: by increasing place, after the targets and the
 # table of floors and the full path, before "How to read and rerun". Taken so far: 10 one at a
-# time, 20 the idle fleet, 30 pick-and-reserve, 40 Redis commands, 50 the variants (the report's
-# own), 60 the profile.
+# time, 20 the idle fleet, 25 the fleet watched, 30 pick-and-reserve, 40 Redis commands, 45 the
+# ceiling of one Redis (the report's own), 50 the variants (the report's own), 60 the profile.
 LAST_PLACE = 90
 
 
@@ -79,6 +79,7 @@ class Report:
     load_after: str = ""
     seconds: float = 0.0
     redis_version: str = ""
+    ran: list[str] = field(default_factory=list)  # the phases run (BENCH_PHASES), by name; all when empty
 
     def config(self, key: str) -> Config:
         return next(c for c in self.configs if c.key == key)

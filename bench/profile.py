@@ -5,7 +5,8 @@ each frame ``function (file:line)``). Each sample is charged to the first frame,
 whose file belongs to a known part of the stack (so a library's own work counts for that library,
 and our code counts only for what it does itself, stdlib helpers it calls included); asyncio's
 frames count for their caller. Inclusive shares are listed per function. Under uvloop a
-coroutine's stack starts at the coroutine (C code resumes it), so stacks are partial.
+coroutine's stack starts at the coroutine (C code resumes it), so stacks are partial. A native
+profile (C frames too) charges every sample taken inside the garbage collector to it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 # (part, pattern in the file path); first match wins, so put narrow patterns first.
 ASYNCIO = "asyncio (tasks, queues, streams) when no caller above is known"
+GC = "Python's cyclic garbage collector (gc_collect_main; native profiles only)"
 LOOP_IN_C = "event loop in C (uvloop: polling, callbacks, socket reads and writes)"
 PARTS = [
     ("logging (stdlib logging + schedulerproj/logs.py)", ("/logging/", "/schedulerproj/logs.py")),
@@ -53,16 +55,24 @@ class Profile:
     error: str = ""
 
 
-def record(pid: int, seconds: float, output: Path, rate: int = 200) -> subprocess.Popen[bytes] | None:
+def record(pid: int, seconds: float, output: Path, rate: int = 200, native: bool = False) -> subprocess.Popen[bytes] | None:
+    """``native``: C frames too (the interpreter's own work, its garbage collector among it), which
+    py-spy can only take by pausing the process at each sample."""
     tool = py_spy()
     if tool is None:
         return None
     return subprocess.Popen(
         [tool, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-         "--format", "raw", "--output", str(output), "--nonblocking"],
+         "--format", "raw", "--output", str(output), *(["--native"] if native else ["--nonblocking"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 
+
+# A server process's own frames under every sample: left out of the tables of functions.
+ROOT_FRAMES = (
+    "_run_module_as_main ", "_run_code ", "<module> (schedulerproj/server.py)", "main (schedulerproj/server.py)",
+    "Server.run (daphne/server.py)", "AsyncioSelectorReactor.run ",
+)
 
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -96,9 +106,13 @@ def summarise(path: Path) -> Profile:
         for name in {name for name, _ in frames}:
             profile.inclusive[name] += count
         part = "other (interpreter, stdlib)"
-        if frames and frames[-1][0].startswith("AsyncioSelectorReactor.run "):
+        python = [name for name, file in frames if file.endswith(".py")]
+        if python and python[-1].startswith("AsyncioSelectorReactor.run "):
             # Twisted's run() only calls uvloop's run_forever: its self time is uvloop's C code.
             profile.parts[LOOP_IN_C] += count
+            continue
+        if any(name.startswith("gc_collect") for name, _ in frames):
+            profile.parts[GC] += count  # whatever allocated when the collector ran
             continue
         for _, file in reversed(frames):
             found = next((label for label, patterns in PARTS if any(p in file for p in patterns)), None)

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import targets
+from bench import ceiling, targets
 from bench.knobs import BASE_DIR, PLAIN_PUBSUB
 from bench.markdown import fmt, ratio
 from bench.phase_redis_commands import top_level
@@ -55,14 +55,7 @@ def load_average() -> str:
 def header(report: Report) -> list[str]:
     params = report.params
     commit = git("rev-parse", "--short", "HEAD") + ("+uncommitted changes" if git("status", "--porcelain") else "")
-    return [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` (`python -m bench.run`) on {report.started:%Y-%m-%d %H:%M} UTC in "
-        f"{report.seconds / 60:.1f} min; commit {commit}; {cpu_model()} × {os.cpu_count()} (shared), Python "
-        f"{platform.python_version()}, Redis {report.redis_version} ({redis_where()}); load average "
-        f"{report.load_before} before, {report.load_after} after.",
-        "",
+    workload = [
         f"Workload: {params.pairs} browser/node pairs; each round trip carries one utterance of 1 s of audio "
         f"({len(AUDIO):,} bytes, 50 Opus packets; {len(AUDIO_B64):,} base64 characters) in one `utterance` frame, and the "
         f"node answers at once with a `job_result`. Saturation: closed loop, {params.sat_s:g} s windows after "
@@ -73,6 +66,16 @@ def header(report: Report) -> list[str]:
         f"Redis commands are `INFO commandstats` deltas (every command, script internals included) and a MONITOR "
         f"capture for top-level calls.",
         "",
+    ]
+    return [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`python -m bench.run`) on {report.started:%Y-%m-%d %H:%M} UTC in "
+        f"{report.seconds / 60:.1f} min; commit {commit}; {cpu_model()} × {os.cpu_count()} (shared), Python "
+        f"{platform.python_version()}, Redis {report.redis_version} ({redis_where()}); load average "
+        f"{report.load_before} before, {report.load_after} after.",
+        "",
+        *(workload if not report.ran or "sat" in report.ran else []),
         "## Targets",
         "",
         "| target | measured in this run | met |",
@@ -196,27 +199,40 @@ def rerun() -> list[str]:
     return [
         "## How to read and rerun",
         "",
-        "`make bench` (about 11 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
+        "`make bench` (about 15 minutes on 2 cores). Knobs (environment): `BENCH_ROUNDS`, `BENCH_SAT_S`, `BENCH_LAT_S`, "
         "`BENCH_PAIRS`, `BENCH_SEQ_JOBS`, `BENCH_FLEET_NODES`, `BENCH_PICK_NODES`, `BENCH_PROFILE=auto|always|never`, "
         "`BENCH_VARIANTS='name:VAR=value,...;...'` (more full-path stacks with other settings, measured side by side), "
-        "`BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See `bench/README.md`.",
+        "`BENCH_WATCHED_S`, `BENCH_WATCHED_RATE`, `BENCH_STORM_CONCURRENCY` (the fleet watched), `BENCH_PHASES=a,b` "
+        "(only those phases), `BENCH_QUICK=1` (a short smoke run). Servers' logs: `var/bench/*.log`. See "
+        "`bench/README.md`.",
         "",
     ]
 
 
 def render(report: Report, phases: Sequence[Phase]) -> str:
+    """The report of the phases that ran: the table of floors and the full path and the variants
+    when saturation ran (with latency and the Redis commands, for a whole run)."""
     sections = [(phase.place, phase.section) for phase in phases if phase.section is not None]
-    sections.append((VARIANTS_PLACE, variants))
-    lines = header(report) + floors_and_full_path(report)
+    sections.append((ceiling.PLACE, ceiling.section))
+    whole = {"sat", "lat", "commands"} <= set(report.ran) or not report.ran
+    if whole:
+        sections.append((VARIANTS_PLACE, variants))
+    lines = header(report) + (floors_and_full_path(report) if whole else partial(report))
     for _, section in sorted(sections, key=lambda placed: placed[0]):
         lines += section(report)
     return "\n".join(lines + rerun())
+
+
+def partial(report: Report) -> list[str]:
+    return [f"Only some phases ran (`BENCH_PHASES`): {', '.join(report.ran)}. Not a whole `make bench`.", ""]
 
 
 def console_table(report: Report) -> str:
     lines = ["", "target | measured | met", "---"]
     for name, measured, met in targets.rows(report):
         lines.append(f"{name} | {measured} | {'-' if met is None else ('yes' if met else 'NO')}")
+    if report.ran and "sat" not in report.ran:
+        return "\n".join(lines)
     lines += ["", f"{'configuration':<48} {'rt/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/rt':>10} {'Redis cmds/rt':>14}"]
     for c in report.configs:
         lines.append(f"{c.label:<48} {c.figure('sat', 'rate'):8.0f} {c.figure('lat', 'p50'):8.2f} "

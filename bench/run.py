@@ -23,6 +23,7 @@ import uuid
 
 from bench import (
     configs,
+    phase_fleet_watched,
     phase_idle_fleet,
     phase_latency,
     phase_pick,
@@ -47,16 +48,28 @@ PHASES: tuple[Phase, ...] = (
     phase_redis_commands.PHASE,
     phase_profile.PHASE,  # when a target is missed so far
     phase_idle_fleet.PHASE,
+    phase_fleet_watched.PHASE,
 )
 
 
-async def measure(bench: Bench, child_env: dict[str, str]) -> None:
+def chosen(params: Params) -> tuple[Phase, ...]:
+    """The phases ``BENCH_PHASES`` names (``-`` or ``_``), in their order; every one when unset."""
+    if not params.phases:
+        return PHASES
+    names = {phase.name.replace("-", "_"): phase for phase in PHASES}
+    unknown = [name for name in params.phases if name not in names]
+    if unknown:
+        sys.exit(f"BENCH_PHASES: no phase {', '.join(unknown)}; the phases are {', '.join(names)}")
+    return tuple(phase for phase in PHASES if phase.name.replace("-", "_") in params.phases)
+
+
+async def measure(bench: Bench, child_env: dict[str, str], phases: tuple[Phase, ...]) -> None:
     bench.report.redis_version = str(bench.client.info("server").get("redis_version", "?"))
-    steps = len(PHASES) + 1  # and starting the servers
+    steps = len(phases) + 1  # and starting the servers
     step = 0
     pairs_open = False
     try:
-        for phase in PHASES:
+        for phase in phases:
             if phase.needs != "redis" and not bench.floors:
                 step += 1
                 log(f"[{step}/{steps}] starting servers: three floor servers, the scheduler (+ worker)")
@@ -82,6 +95,7 @@ def main() -> None:
         sys.exit("REDIS_URL is unset: run `make bench` (it starts a private Redis) or set REDIS_URL.")
     child_env = dict(os.environ)  # what the servers get: this process changes its own below
     params = Params.from_env()
+    phases = chosen(params)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     (BASE_DIR / "var" / "bench").mkdir(parents=True, exist_ok=True)
     migrate = subprocess.run(
@@ -103,13 +117,14 @@ def main() -> None:
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}-pick:layer"
     import uvloop
 
-    found = Report(params=params, started=datetime.datetime.now(datetime.UTC), load_before=report.load_average())
+    found = Report(params=params, started=datetime.datetime.now(datetime.UTC), load_before=report.load_average(),
+                   ran=[phase.name for phase in phases])
     bench = Bench(params=params, prefix=prefix, client=procs.redis_client(), report=found)
     started = time.monotonic()
-    uvloop.run(measure(bench, child_env))
+    uvloop.run(measure(bench, child_env, phases))
     found.seconds = time.monotonic() - started
     found.load_after = report.load_average()
-    params.out.write_text(report.render(found, PHASES))
+    params.out.write_text(report.render(found, phases))
     print(report.console_table(found))
     print(f"\nwrote {params.out}")
 

@@ -1,6 +1,6 @@
 """The targets the bench judges (and figures shown beside them): the full path against the
-floors' throughput and latency, one script call to pick and one to finish per job, and
-pick-and-reserve at 10,000 nodes against 10."""
+floors' throughput and latency, one script call to pick and one to finish per job,
+pick-and-reserve at 10,000 nodes against 10, and the fleet watched (``fleet_watched_report``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,19 @@ Row = tuple[str, str, bool | None]  # target, what was measured, met (None: show
 
 
 def rows(report: Report) -> list[Row]:
+    """The targets of the phases that ran (every phase when ``report.ran`` is empty)."""
+    from bench.fleet_watched_report import target_rows
+
+    ran = set(report.ran)
+    found: list[Row] = []
+    if not ran or {"sat", "lat", "commands"} <= ran:
+        found += path_rows(report)
+    if not ran or "pick" in ran:
+        found += pick_rows(report)
+    return found + target_rows(report)
+
+
+def path_rows(report: Report) -> list[Row]:
     full, default = report.config("full"), report.config("relay-default")
     memory, shipped = report.config("relay-memory"), report.config("relay-pubsub")
     found: list[Row] = []
@@ -45,6 +58,11 @@ def rows(report: Report) -> list[Row]:
         f"{submit:.2f} job_submit.lua + {finish:.2f} job_finish.lua per job",
         abs(submit - 1) < 0.01 and abs(finish - 1) < 0.01,
     ))
+    return found
+
+
+def pick_rows(report: Report) -> list[Row]:
+    found: list[Row] = []
     small, large = phase_pick.fleets(report)[0], phase_pick.fleets(report)[-1]
     for q, limit, label in ((0.5, P50_RATIO, "p50"), (0.99, P99_RATIO, "p99")):
         a, b = percentile(small.submit, q) * 1e3, percentile(large.submit, q) * 1e3
@@ -55,8 +73,9 @@ def rows(report: Report) -> list[Row]:
     found.append((
         "CPU per heartbeat, beside it",
         f"{small.nodes} nodes: {small.heartbeat_cpu_s * 1e3:.3f} ms Python + {small.heartbeat_redis_usec:.0f} µs Redis; "
-        f"{large.nodes:,}: {large.heartbeat_cpu_s * 1e3:.3f} ms + {large.heartbeat_redis_usec:.0f} µs; "
-        f"over a socket: {phase_idle_fleet.fleets(report)[1].heartbeat_cpu_ms:.3f} ms server CPU",
+        f"{large.nodes:,}: {large.heartbeat_cpu_s * 1e3:.3f} ms + {large.heartbeat_redis_usec:.0f} µs"
+        + (f"; over a socket: {phase_idle_fleet.fleets(report)[1].heartbeat_cpu_ms:.3f} ms server CPU"
+           if phase_idle_fleet.PHASE.name in report.results else ""),
         None,
     ))
     return found

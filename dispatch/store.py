@@ -3,6 +3,10 @@
 Async code (consumers, the worker) uses one ``redis.asyncio`` client per event loop; sync code
 (admin, management commands) uses django-redis's connection. Every script is ``scripts/NAME.lua``
 with ``scripts/_lib.lua`` prepended, called by name through :func:`run` or :func:`run_sync`.
+
+The async client's pool holds at most ``REDIS_MAX_CONNECTIONS`` connections and a call beyond
+them waits for one (up to ``REDIS_POOL_TIMEOUT_S``) instead of failing: when thousands of sockets close
+at once (a network blip, a stop), each one's ``node_offline`` waits its turn.
 """
 
 from __future__ import annotations
@@ -52,8 +56,7 @@ def async_client() -> aredis.Redis:
     """The current event loop's client (created on first use). Its pool holds at most
     ``REDIS_MAX_CONNECTIONS``; a call finding them all busy waits for one (up to
     ``REDIS_POOL_TIMEOUT_S``) instead of failing at once with redis-py's ``MaxConnectionsError``
-    (its default pool's limit is 100). What storms call by the thousand goes through
-    ``dispatch.batches`` and holds one or two connections, whatever the storm's size."""
+    (its default pool's limit is 100)."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:

@@ -221,10 +221,14 @@ CACHES = {
 
 # Pub/sub layer, local first (dispatch/layers.py): frames go straight to the listening process
 # (at-most-once; the job deadlines of dispatch recover what it drops). socket_timeout above redis-py 8's 5 s default.
-if REDIS_SENTINELS:
+# It may have a Redis of its own (docs/deployment.md, "Past one Redis"): a URL, or with Sentinel
+# the name of a second primary the same sentinels watch. Empty: the live state's Redis.
+CHANNEL_LAYER_REDIS_URL = env_str("CHANNEL_LAYER_REDIS_URL")
+CHANNEL_LAYER_SENTINEL_MASTER = env_str("CHANNEL_LAYER_SENTINEL_MASTER")
+if REDIS_SENTINELS and not CHANNEL_LAYER_REDIS_URL:
     _layer_host: dict[str, object] = {
         "sentinels": REDIS_SENTINELS,
-        "master_name": REDIS_SENTINEL_MASTER,
+        "master_name": CHANNEL_LAYER_SENTINEL_MASTER or REDIS_SENTINEL_MASTER,
         "sentinel_kwargs": REDIS_SENTINEL_KWARGS,
         "socket_connect_timeout": 2,
         "socket_timeout": 30,
@@ -232,7 +236,7 @@ if REDIS_SENTINELS:
     if REDIS_PASSWORD:
         _layer_host["password"] = REDIS_PASSWORD
 else:
-    _layer_host = {"address": REDIS_URL, "socket_timeout": 30}
+    _layer_host = {"address": CHANNEL_LAYER_REDIS_URL or REDIS_URL, "socket_timeout": 30}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "dispatch.layers.LocalFirstPubSubChannelLayer"),
