@@ -208,12 +208,16 @@ async def test_reconnect_with_same_id_replaces_old_socket_and_jobs_move_on(stack
     new = await FakeNode.connect(server.ws(), node_token)
     ack = await new.register(langs=["zh", "en"], node_id=old.node_id)
     assert ack["node_id"] == old.node_id
+    alive = asyncio.ensure_future(keep_alive(new))  # FAST leases are short: a busy machine must not end them
     assert await old.closed() == 4409
     spare = await node(server, node_token)
+    alive.cancel()
+    alive = asyncio.ensure_future(keep_alive(new, spare))
     moved = await spare.expect("job_assign")  # never to the same node twice
     assert moved["job_id"] == job["job_id"] and moved["attempt_id"] == 2
     await spare.send(spare.result_for(moved))
     assert (await browser.ending())["type"] == "translation_result"
+    alive.cancel()
 
 
 def drain_command(stack_env: dict, *args: str) -> subprocess.CompletedProcess:
