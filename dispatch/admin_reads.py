@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from dispatch import keys, store
+from dispatch.store import as_int
 
 PAGE_SIZE = 50  # automatic pools per page
 MEMBERS_READ = 100  # members of one pool whose slots are summed; a bigger pool shows "≥"
@@ -83,9 +84,9 @@ def auto_pools_page(*, page: int = 1, starting: str = "") -> AutoPoolsPage:
         free = total = 0
         for _ in read:
             status, slots, used = next(records)
-            total += _int(slots)
+            total += as_int(slots)
             if status == "ready":
-                free += max(0, _int(slots) - _int(used))
+                free += max(0, as_int(slots) - as_int(used))
         rows.append(AutoPoolRow(name=name, members=count, free=free, total=total, members_read=len(read)))
     return AutoPoolsPage(matching=matching, page=page, rows=rows)
 
@@ -107,12 +108,6 @@ def languages_reported(sample: int = LANGUAGE_SAMPLE) -> list[str]:
                 found.update(code for code in caps.get(stage, ()) if isinstance(code, str))
     return sorted(found)
 
-
-def _int(raw: object) -> int:
-    try:
-        return int(str(raw))
-    except ValueError:
-        return 0
 
 
 def _json(raw: str) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from dispatch import keys, store
 from dispatch.selectors import HISTORY_SAMPLE_S, HISTORY_WINDOW_S
+from dispatch.store import as_int
 
 SORTS = ("id", "free", "used", "failed", "heartbeat")  # heartbeat: seconds since the last one
 STATUSES = ("ready", "registering", "draining", "offline")
@@ -60,8 +61,8 @@ class View:
             pair=f"{pair_match.group(1)}>{pair_match.group(2)}" if pair_match else "",
             sort=str(sort),
             desc=frame.get("order") == "desc",
-            page=max(0, _int(frame.get("page"))),
-            size=min(MAX_PAGE_SIZE, max(1, _int(frame.get("size")) or PAGE_SIZE)),
+            page=max(0, as_int(frame.get("page"))),
+            size=min(MAX_PAGE_SIZE, max(1, as_int(frame.get("size")) or PAGE_SIZE)),
         )
 
     @property
@@ -114,7 +115,7 @@ class Summary:
     @classmethod
     def decoded(cls, at_ms: Any, totals: Any, pools: Any = None, minutes: Any = None) -> Summary:
         return cls(
-            at_ms=_int(at_ms),
+            at_ms=as_int(at_ms),
             totals=json.loads(totals) if totals else {},
             pools=json.loads(pools) if pools else [],
             minutes=json.loads(minutes) if minutes else [],
@@ -149,7 +150,7 @@ def _live_decoded(replies: list[Any]) -> Live:
     now = int(seconds) * 1000 + int(micros) // 1000
     return Live(
         now_ms=now,
-        counters={name: _int(value) for name, value in counters.items()},
+        counters={name: as_int(value) for name, value in counters.items()},
         sessions=int(sessions),
         jobs_in_flight=int(in_flight),
         workers_alive=sum(1 for _, until in workers if until > now),
@@ -220,15 +221,10 @@ async def dashboard_read(view: View) -> Dashboard:
     summary = Summary.decoded(*replies[0])
     live = _live_decoded(replies[1:6])
     samples = [json.loads(item) for item in replies[6] if item]
-    exists, rows, chunk = replies[7], _int(replies[8]) // ID_WIDTH, replies[9] or ""
+    exists, rows, chunk = replies[7], as_int(replies[8]) // ID_WIDTH, replies[9] or ""
     # Read backwards, the last page is short: GETRANGE clamps its start to the string's. Past the
     # end GETRANGE would clamp both ends (one byte): no page there.
     ids = [] if view.page * view.size >= rows else unpack(chunk)[:: -1 if view.desc else 1]
     return Dashboard(summary, live, Page(node_ids=ids, rows=rows, built=bool(exists)), view, samples)
 
 
-def _int(raw: Any) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return 0

@@ -28,6 +28,7 @@ import redis
 from dispatch import history, keys, store
 from dispatch.fleet import DEFAULT_VIEW, ID_WIDTH, MAX_VIEWS, STATUSES, WANTED_FOR_S, View, pack
 from dispatch.selectors import HISTORY_WINDOW_S
+from dispatch.store import as_int
 from pools.rules import NodeCaps, PoolConfig, served_pairs
 
 log = logging.getLogger("dispatch.fleet_summary")
@@ -74,12 +75,6 @@ class Row:
         return max(0, self.slots - self.used) if self.status == "ready" else 0
 
 
-def _int(raw: Any) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return 0
-
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -100,8 +95,8 @@ async def _scan(*, with_caps: bool) -> list[Row]:
             if not status:
                 gone.append(node_id)
             elif len(node_id) <= ID_WIDTH:  # longer ones are not ids node_register makes
-                found[node_id] = Row(node_id, status, _int(slots), _int(used), sig, caps, _int(last_seen),
-                                     _int(failed), load, _int(eject_until))
+                found[node_id] = Row(node_id, status, as_int(slots), as_int(used), sig, caps, as_int(last_seen),
+                                     as_int(failed), load, as_int(eject_until))
         if gone:
             await store.run("nodes_prune", *gone)
         if cursor == "0":
@@ -191,18 +186,18 @@ async def _activity(client: Any, now_ms: int) -> tuple[dict[int, int], dict[str,
     for number in minutes:
         pipe.hgetall(keys.minute(number))
     per_minute = dict(zip(minutes, await pipe.execute(), strict=True))
-    totals = {number: _int(fields.get("placed")) for number, fields in per_minute.items()}
+    totals = {number: as_int(fields.get("placed")) for number, fields in per_minute.items()}
     by_pool: dict[str, dict[int, int]] = {}
     for number, fields in per_minute.items():
         for name, count in fields.items():
             if name.startswith("placed:"):
-                by_pool.setdefault(name.removeprefix("placed:"), {})[number] = _int(count)
+                by_pool.setdefault(name.removeprefix("placed:"), {})[number] = as_int(count)
     names = sorted(by_pool)
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.lrange(keys.dispatch_latency(name), 0, -1)
     latencies = await pipe.execute() if names else []
-    return totals, by_pool, {name: sorted(_int(v) for v in values) for name, values in zip(names, latencies, strict=True)}
+    return totals, by_pool, {name: sorted(as_int(v) for v in values) for name, values in zip(names, latencies, strict=True)}
 
 
 def _pools(rows: list[Row], pools_of: dict[str, frozenset[str]], config: PoolConfig | None,
@@ -236,7 +231,7 @@ def _pools(rows: list[Row], pools_of: dict[str, frozenset[str]], config: PoolCon
             "name": name, "admin": name in order, "members": members, "ready_nodes": ready, "free": free,
             "total": total, "jobs_per_min": by_minute.get(last_minute - 1, 0), "jobs_15m": sum(by_minute.values()),
             "p50_ms": _percentile(recent, 50), "p95_ms": _percentile(recent, 95),
-            "no_available": _int(counters.get(f"no_available:{name}")),
+            "no_available": as_int(counters.get(f"no_available:{name}")),
         })
     return out
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from dispatch import keys, store
+from dispatch.store import as_int
 from pools.rules import AUTO_PREFIX, AUTO_STRATEGY, PoolConfig, auto_pool_name, tenant_need
 from tenants.models import PUBLIC
 
@@ -121,12 +122,6 @@ class NodeLoad:
         return max(0, self.slots - self.used) if self.status == "ready" else 0
 
 
-def _int(raw: Any) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return 0
-
 
 def _json_or(raw: Any, default: Any) -> Any:
     if not raw:
@@ -157,17 +152,17 @@ async def nodes_load(node_ids: list[str]) -> list[NodeLoad]:
             NodeLoad(
                 node_id=node_id,
                 status=record["status"],
-                slots=_int(record["slots"]),
-                used=_int(record["used"]),
+                slots=as_int(record["slots"]),
+                used=as_int(record["used"]),
                 caps=_json_or(record["caps"], {}),
                 pools=_pools_decoded(record["pools"]),
                 load=_json_or(record["load"], {}),
-                last_seen_ms=_int(record["last_seen_ms"]),
-                jobs_done=_int(record["jobs_done"]),
-                jobs_failed=_int(record["jobs_failed"]),
-                times_ms=[_int(t) for t in values[-1]],
+                last_seen_ms=as_int(record["last_seen_ms"]),
+                jobs_done=as_int(record["jobs_done"]),
+                jobs_failed=as_int(record["jobs_failed"]),
+                times_ms=[as_int(t) for t in values[-1]],
                 info=_json_or(record["info"], {}),
-                eject_until_ms=_int(record["eject_until"]),
+                eject_until_ms=as_int(record["eject_until"]),
                 eject_reason=record["eject_reason"] or "",
                 eject_code=record["eject_code"] or "",
             )
@@ -300,8 +295,8 @@ def pair_preview(need: str, tenant: str = "") -> list[PoolPreview]:
                 CandidateNode(
                     node_id=node_id,
                     status=status or "gone",
-                    free=max(0, _int(slots) - _int(used)),
-                    blocked=_int(blocked_until) > now,
+                    free=max(0, as_int(slots) - as_int(used)),
+                    blocked=as_int(blocked_until) > now,
                 )
             )
         candidates.sort(key=lambda c: (not c.eligible, -c.free, c.node_id))

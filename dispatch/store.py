@@ -121,3 +121,11 @@ def decoded(reply: Any) -> Any:
     if isinstance(reply, dict):
         return {decoded(key): decoded(value) for key, value in reply.items()}
     return reply
+
+
+def as_int(raw: Any) -> int:
+    """A Redis reply as a whole number; 0 when absent or not a number."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
