@@ -16,6 +16,7 @@ import msgspec
 from django.conf import settings
 
 from dispatch import keys, outbox, protocol, store
+from dispatch.batches import Batched
 from dispatch.config import STALE_RETRIES, config_current
 from dispatch.jobs import job_reassign
 from dispatch.outbox import json_text, lease_ms
@@ -26,6 +27,8 @@ log = logging.getLogger("dispatch")
 
 NODE_ID = re.compile(r"^node-[0-9a-fA-F]{8}$")
 OFFLINE_KEEP_S = 15 * 60
+# Nodes of 273 pools take about 0.3 ms of Redis each to leave: 64 in one call hold it ~20 ms.
+_offline = Batched("node_offline", width=2, most=64)
 CAPABILITY_FIELDS = ("language_capabilities", "capability_by_type", "installed_services")
 NODE_INFO_FIELDS = (
     "version",
@@ -188,8 +191,9 @@ async def _node_repool(node_id: str) -> None:
 
 async def node_offline(*, node_id: str, channel: str, move_jobs: bool = True) -> list[str]:
     """The node's socket closed: out of every pool at once, and its jobs move on. With
-    ``move_jobs=False`` the caller moves them later (:func:`node_jobs_move_on`); returns them."""
-    reply = await store.run("node_offline", node_id, channel, OFFLINE_KEEP_S)
+    ``move_jobs=False`` the caller moves them later (:func:`node_jobs_move_on`); returns them.
+    Sockets closing together share script calls (a storm: dispatch/batches.py)."""
+    reply = await _offline((OFFLINE_KEEP_S,), node_id, channel)
     if reply[0] != "offline":
         return []
     log.info("node offline", extra={"node_id": node_id})

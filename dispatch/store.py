@@ -5,8 +5,9 @@ Async code (consumers, the worker) uses one ``redis.asyncio`` client per event l
 with ``scripts/_lib.lua`` prepended, called by name through :func:`run` or :func:`run_sync`.
 
 The async client's pool holds at most ``REDIS_MAX_CONNECTIONS`` connections and a call beyond
-them waits for one (up to ``REDIS_POOL_TIMEOUT_S``) instead of failing: when thousands of sockets close
-at once (a network blip, a stop), each one's ``node_offline`` waits its turn.
+them waits for one (up to ``REDIS_POOL_TIMEOUT_S``) instead of failing. Calls that come by the
+thousand at once (nodes going offline when every socket closes) share script calls instead
+(dispatch/batches.py).
 """
 
 from __future__ import annotations

@@ -83,6 +83,18 @@ local function set_membership(node_id, old_pools, new_pools, status)
   end
 end
 
+-- A node leaves every pool and goes offline, its record kept `keep` s (a socket closed, or its
+-- lease ran out). Its job ids, which move on.
+local function take_offline(node_id, pools_raw, now, keep)
+  local nkey = k('node', node_id)
+  set_membership(node_id, decode_list(pools_raw), {}, 'offline')
+  redis.call('HSET', nkey, 'status', 'offline', 'offline_ms', now)
+  redis.call('EXPIRE', nkey, keep)
+  redis.call('EXPIRE', k('node', node_id, 'times'), keep)
+  redis.call('ZREM', k('leases'), node_id)
+  return redis.call('SMEMBERS', k('node', node_id, 'jobs'))
+end
+
 local function slots_for(node_id, requested)
   local override = redis.call('HGET', k('slots'), node_id)
   return tonumber(override) or tonumber(requested)

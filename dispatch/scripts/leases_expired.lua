@@ -6,16 +6,11 @@ local expired = redis.call('ZRANGEBYSCORE', k('leases'), '-inf', now, 'LIMIT', 0
 local out = {}
 for _, node_id in ipairs(expired) do
   redis.call('ZREM', k('leases'), node_id)
-  local nkey = k('node', node_id)
-  local v = redis.call('HMGET', nkey, 'channel', 'pools', 'status')
+  local v = redis.call('HMGET', k('node', node_id), 'channel', 'pools', 'status')
   if v[3] and v[3] ~= 'offline' then
-    set_membership(node_id, decode_list(v[2]), {}, 'offline')
-    redis.call('HSET', nkey, 'status', 'offline', 'offline_ms', now)
-    redis.call('EXPIRE', nkey, tonumber(ARGV[3]))
-    redis.call('EXPIRE', k('node', node_id, 'times'), tonumber(ARGV[3]))
     out[#out + 1] = node_id
     out[#out + 1] = v[1] or ''
-    for _, job_id in ipairs(redis.call('SMEMBERS', k('node', node_id, 'jobs'))) do
+    for _, job_id in ipairs(take_offline(node_id, v[2], now, tonumber(ARGV[3]))) do
       out[#out + 1] = job_id
     end
     out[#out + 1] = ''
