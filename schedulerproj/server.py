@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         for port in admission.ports:
             port.stopListening()
         asyncio.ensure_future(drain())
-        reactor.callLater(STOP_LIMIT_S + DRAIN_GRACE_S, stop_once)  # type: ignore[arg-type]  # (twisted's stub)
+        # a last resort, should drain itself hang: past the limit, the close frames and their grace
+        reactor.callLater(STOP_LIMIT_S + 2 * DRAIN_GRACE_S, stop_once)  # type: ignore[arg-type]  # (twisted's stub)
 
     async def drain() -> None:
         try:

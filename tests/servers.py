@@ -117,8 +117,8 @@ class Stack:
         process = self.servers[index]
         if process is not None and process.poll() is None:
             process.send_signal(sig)
-            try:
-                process.wait(15)
+            try:  # a stopping server exits within 30 s whatever happens (schedulerproj/server.py)
+                process.wait(40)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
