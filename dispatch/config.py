@@ -49,8 +49,8 @@ def _node_repool_sync(node_id: str, config: PoolConfig) -> None:
         caps_raw, capver, tenant = store.decoded(client.hmget(keys.node(node_id), "caps", "capver", "tenant"))
         if caps_raw is None:
             return
-        pools = tenant_pools(node_pools(config, NodeCaps.from_json(json.loads(caps_raw))), tenant or "")
-        outcome = store.run_sync("node_pools", node_id, capver, config.version, json_text(pools), "")
+        pools = pools_json(config, NodeCaps.from_json(json.loads(caps_raw)), tenant or "")
+        outcome = store.run_sync("node_pools", node_id, capver, config.version, pools, "")
         if outcome != "stale":
             return
 
@@ -62,9 +62,49 @@ def pools_ensure_published() -> None:
         pools_publish()
 
 
+# A published configuration never changes under its version (a digest of its content), so a
+# process parses it once, and computes a set of capabilities' pools under it once: a fleet's nodes
+# mostly declare the same few sets, and a storm registers thousands of them at once. Plain dicts,
+# touched without an await in between; a new version empties them.
+_parsed: dict[str, PoolConfig] = {}
+_memberships: dict[tuple[str, NodeCaps, str], str] = {}
+MEMBERSHIPS_KEPT = 1024
+
+
 async def config_current() -> PoolConfig:
-    """The published configuration (published first when the store has none)."""
-    raw = await store.async_client().hget(keys.config(), "json")
+    """The published configuration (published first when the store has none): one small read,
+    and the configuration itself only when its version is new to this process."""
+    client = store.async_client()
+    version = await client.hget(keys.config(), "version")
+    config = _parsed.get(version) if version is not None else None
+    if config is not None:
+        return config
+    raw = await client.hget(keys.config(), "json")
     if raw is None:
         return await database_sync_to_async(pools_publish)()
-    return PoolConfig.from_json(raw)
+    config = PoolConfig.from_json(raw)
+    if config.version != version:
+        return config  # published anew between the two reads: use it, remember the next one
+    _parsed.clear()
+    _memberships.clear()
+    _parsed[config.version] = config
+    return config
+
+
+async def config_known() -> PoolConfig:
+    """The configuration this process parsed last, without asking the store; the published one
+    when there is none. For callers whose script is handed its version and answers ``stale``
+    when it is not the published one (then: :func:`config_current`)."""
+    return next(iter(_parsed.values()), None) or await config_current()
+
+
+def pools_json(config: PoolConfig, caps: NodeCaps, tenant: str) -> str:
+    """The pool sets a node of these capabilities and tenant belongs to, as a script takes them."""
+    key = (config.version, caps, tenant)
+    found = _memberships.get(key)
+    if found is None:
+        found = json_text(tenant_pools(node_pools(config, caps), tenant))
+        if len(_memberships) >= MEMBERSHIPS_KEPT:
+            _memberships.clear()
+        _memberships[key] = found
+    return found

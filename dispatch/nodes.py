@@ -17,11 +17,11 @@ from django.conf import settings
 
 from dispatch import keys, outbox, protocol, store
 from dispatch.batches import Batched
-from dispatch.config import STALE_RETRIES, config_current
+from dispatch.config import STALE_RETRIES, config_current, config_known, pools_json
 from dispatch.jobs import job_reassign
 from dispatch.outbox import json_text, lease_ms
 from dispatch.protocol import ErrorCode, NodeHeartbeat, NodeRegister
-from pools.rules import NodeCaps, node_pools, ready_services, tenant_pools
+from pools.rules import NodeCaps, ready_services
 
 log = logging.getLogger("dispatch")
 
@@ -116,8 +116,8 @@ async def node_register(
     if slots is None or slots < 1:
         slots = settings.SCHEDULER_DEFAULT_NODE_SLOTS
     info = json_text({name: getattr(frame, name) for name in NODE_INFO_FIELDS})
+    config = await config_known()  # a storm's nodes ask the store for nothing more
     for _ in range(STALE_RETRIES):
-        config = await config_current()
         reply = await store.run(
             "node_register",
             node_id,
@@ -125,7 +125,7 @@ async def node_register(
             channel,
             config.version,
             json_text(caps.to_json()),
-            json_text(tenant_pools(node_pools(config, caps), tenant)),
+            pools_json(config, caps, tenant),
             slots,
             info,
             lease_ms(),
@@ -138,9 +138,11 @@ async def node_register(
         )
         if reply[0] == "taken":
             raise NodeTaken(node_id)
-        if reply[0] == "collision":
+        if reply[0] == "stale":
+            config = await config_current()
+        elif reply[0] == "collision":
             node_id = "node-" + secrets.token_hex(4)
-        elif reply[0] != "stale":
+        else:
             status, replaced, *held = reply
             if replaced:
                 await outbox.send(replaced, {"type": "node.close", "code": protocol.CloseCode.TAKEN_OVER})
@@ -181,7 +183,7 @@ async def _node_repool(node_id: str) -> None:
         config = await config_current()
         flat = [item for pair in pending.items() for item in pair]
         outcome = await store.run(
-            "node_pools", node_id, capver, config.version, json_text(tenant_pools(node_pools(config, caps), tenant)),
+            "node_pools", node_id, capver, config.version, pools_json(config, caps, tenant),
             json_text(caps.to_json()), *flat,
         )
         if outcome != "stale":

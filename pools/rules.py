@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 Pair = tuple[str, str]
 
@@ -115,16 +116,14 @@ class PoolConfig:
             ),
         )
 
-    @property
+    @cached_property  # (frozen: computed once per configuration)
     def version(self) -> str:
         """Changes whenever anything that live state depends on changes."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
-    @property
-    def enabled_pools(self) -> list[PoolSpec]:
-        return sorted(
-            (pool for pool in self.pools if pool.enabled), key=lambda p: (-p.priority, p.name)
-        )
+    @cached_property
+    def enabled_pools(self) -> tuple[PoolSpec, ...]:
+        return tuple(sorted((pool for pool in self.pools if pool.enabled), key=lambda p: (-p.priority, p.name)))
 
 
 def ready_services(

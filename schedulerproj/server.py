@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     from dispatch.protocol import CloseCode
     from dispatch.sockets import live_sockets
     from dispatch.tenants import tenants_ensure_published
+    from schedulerproj import gc_policy
     from schedulerproj.admission import Admission
     from schedulerproj.asgi import application
     from schedulerproj.handoff import adopt, notify_ready
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", extra={"code": f"fd {args.fd}" if args.fd is not None else f"{args.host}:{args.port}"})
+    gc_policy.settle()
     server.run()
     sys.exit(0)
 
