@@ -1,6 +1,7 @@
-"""Thousands of node sockets closing at once, on the real Redis: their nodes all go offline,
-sharing script calls (dispatch/batches.py) instead of queueing one call each behind the
-connection pool until some time out."""
+"""Calls that come by the thousand, on the real Redis: nodes whose sockets all close at once all
+go offline, and heartbeats arriving together are all counted, sharing script calls
+(dispatch/batches.py) instead of queueing one call each behind the connection pool until some
+time out; each caller gets its own reply."""
 
 from __future__ import annotations
 
@@ -83,3 +84,18 @@ async def test_a_caller_that_stops_waiting_leaves_the_others_their_replies(publi
     with pytest.raises(asyncio.CancelledError):
         await calls[0]
     assert await asyncio.gather(*calls[1:]) == [[], []]
+
+
+async def test_heartbeats_arriving_together_share_calls_and_each_gets_its_own_outcome(published):
+    channels = await register(NODES)
+    beat = protocol.decode_node_frame(json.dumps({"type": "node_heartbeat", "node_id": "x", "timestamp": 1}).encode())
+    ids = list(channels)
+    before = await evalsha_calls()
+
+    outcomes = await asyncio.gather(
+        nodes.node_heartbeat(node_id=ids[0], channel="test.pool!someone-else", frame=beat),  # type: ignore[arg-type]
+        *(nodes.node_heartbeat(node_id=node_id, channel=channels[node_id], frame=beat) for node_id in ids[1:]),  # type: ignore[arg-type]
+    )
+
+    assert outcomes == ["replaced"] + ["ok"] * (NODES - 1)
+    assert await evalsha_calls() - before <= 2
