@@ -57,25 +57,28 @@ def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> Timed:
 async def frame() -> str:
     """One dashboard frame of the default view's first page."""
     from dispatch import fleet
+    from dispatch.outbox import json_text
     from nodes.dashboard import dashboard_frame
 
-    return json.dumps(await dashboard_frame(fleet.DEFAULT_VIEW))
+    return json_text(await dashboard_frame(fleet.DEFAULT_VIEW))  # as the dashboard socket sends it
 
 
 async def small_frame() -> str:
     """The default view's first page of 10 rows (as many as a fleet of 10 shows)."""
     from dispatch import fleet
+    from dispatch.outbox import json_text
     from nodes.dashboard import dashboard_frame
 
-    return json.dumps(await dashboard_frame(fleet.View(size=10)))
+    return json_text(await dashboard_frame(fleet.View(size=10)))  # as the dashboard socket sends it
 
 
 async def pool_frame() -> str:
     """One dashboard frame of a page of one pool's nodes, sorted by free slots."""
     from dispatch import fleet
+    from dispatch.outbox import json_text
     from nodes.dashboard import dashboard_frame
 
-    return json.dumps(await dashboard_frame(fleet.View(pool="auto:zh-en", sort="free", desc=True)))
+    return json_text(await dashboard_frame(fleet.View(pool="auto:zh-en", sort="free", desc=True)))  # as the dashboard socket sends it
 
 
 async def scrape() -> str:

@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from dispatch import keys, store
 from dispatch.selectors import HISTORY_SAMPLE_S, HISTORY_WINDOW_S
 from dispatch.store import as_int
@@ -116,9 +118,9 @@ class Summary:
     def decoded(cls, at_ms: Any, totals: Any, pools: Any = None, minutes: Any = None) -> Summary:
         return cls(
             at_ms=as_int(at_ms),
-            totals=json.loads(totals) if totals else {},
-            pools=json.loads(pools) if pools else [],
-            minutes=json.loads(minutes) if minutes else [],
+            totals=msgspec.json.decode(totals) if totals else {},
+            pools=msgspec.json.decode(pools) if pools else [],  # every frame reads them: msgspec's is quicker
+            minutes=msgspec.json.decode(minutes) if minutes else [],
         )
 
     def node_counts(self) -> dict[str, int]:

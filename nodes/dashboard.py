@@ -24,6 +24,7 @@ from django.http.request import split_domain_port, validate_host
 
 from dispatch import fleet, room_selectors, selectors
 from dispatch.nodes import UnknownNode, node_drain, node_eject_end
+from dispatch.outbox import json_text
 from dispatch.protocol import CloseCode
 from dispatch.sockets import FrameConsumer
 from pools.rules import NodeCaps, served_pairs
@@ -212,11 +213,11 @@ class DashboardConsumer(FrameConsumer):
         except Exception:  # a bug must not stop the page's updates for good
             log.exception("dashboard snapshot failed")
             frame = {"type": "notice", "level": "error", "message": "The fleet could not be read (see the server log)."}
-        await self.send(text_data=json.dumps(frame))
+        await self.send(text_data=json_text(frame))  # msgspec: a fifth of json.dumps's CPU
         return bool(frame.get("page", {}).get("built", True))
 
     async def notice(self, message: str, level: str = "info") -> None:
-        await self.send(text_data=json.dumps({"type": "notice", "level": level, "message": message}))
+        await self.send(text_data=json_text({"type": "notice", "level": level, "message": message}))
 
     async def receive_frame(self, text: str) -> None:
         if self.ticker is None:
