@@ -75,7 +75,7 @@ async def config_current() -> PoolConfig:
     """The published configuration (published first when the store has none): one small read,
     and the configuration itself only when its version is new to this process."""
     client = store.async_client()
-    version = await client.hget(keys.config(), "version")
+    version = store.decoded(await client.hget(keys.config(), "version"))
     config = _parsed.get(version) if version is not None else None
     if config is not None:
         return config
