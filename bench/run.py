@@ -117,6 +117,13 @@ def main() -> None:
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}-pick:layer"
     import uvloop
 
+    from schedulerproj import gc_policy
+
+    # The load generator holds as many sockets as the server it measures (10,000 fleet nodes):
+    # with Python's default collector its own loop stalled up to 453 ms in a watched window, and
+    # the round trips it timed took the stall for the server's.
+    gc_policy.settle()
+
     found = Report(params=params, started=datetime.datetime.now(datetime.UTC), load_before=report.load_average(),
                    ran=[phase.name for phase in phases])
     bench = Bench(params=params, prefix=prefix, client=procs.redis_client(), report=found)
