@@ -107,21 +107,29 @@ def unpack(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Summary:
-    """The worker's fleet summary as stored (empty when no worker has computed one)."""
+    """The worker's fleet summary as stored (empty when no worker has computed one). The pools'
+    figures stay the JSON text the worker wrote: a frame passes them on as they are
+    (``msgspec.Raw``), and only a view of one pool decodes them."""
 
     at_ms: int = 0
     totals: dict[str, Any] = field(default_factory=dict)
-    pools: list[dict[str, Any]] = field(default_factory=list)
+    pools_json: str = "[]"  # [{name, ready_nodes, ...}], admin pools first
+    pool_names_json: str = "[]"
     minutes: list[list[int]] = field(default_factory=list)  # [minute since the epoch, jobs placed]
 
     @classmethod
-    def decoded(cls, at_ms: Any, totals: Any, pools: Any = None, minutes: Any = None) -> Summary:
+    def decoded(cls, at_ms: Any, totals: Any, pools: Any = None, pool_names: Any = None, minutes: Any = None) -> Summary:
         return cls(
             at_ms=as_int(at_ms),
             totals=msgspec.json.decode(totals) if totals else {},
-            pools=msgspec.json.decode(pools) if pools else [],  # every frame reads them: msgspec's is quicker
+            pools_json=pools or "[]",
+            pool_names_json=pool_names or "[]",
             minutes=msgspec.json.decode(minutes) if minutes else [],
         )
+
+    @property
+    def pools(self) -> list[dict[str, Any]]:
+        return msgspec.json.decode(self.pools_json)  # type: ignore[no-any-return]
 
     def node_counts(self) -> dict[str, int]:
         """Nodes by status, every status present (0 before the first summary)."""
@@ -207,7 +215,7 @@ async def dashboard_read(view: View) -> Dashboard:
     client = store.async_client()
     width = ID_WIDTH * view.size
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.fleet(), "at_ms", "totals", "pools", "minutes")
+    pipe.hmget(keys.fleet(), "at_ms", "totals", "pools", "pool_names", "minutes")
     _live(pipe)
     pipe.mget([keys.load_sample(second) for second in sample_seconds(time.time())])
     key = view.key()

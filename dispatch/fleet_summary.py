@@ -284,10 +284,12 @@ async def summary_compute(name: str) -> dict[str, Any]:
     config = PoolConfig.from_json(config_raw) if config_raw else None
     activity = await _activity(client, now_ms)
     totals = _totals(rows, now_ms)
+    pools = _pools(rows, pools_of, config, counters, activity, now_ms)
     summary: dict[Any, str | int | float] = {
         "at_ms": now_ms,
         "totals": json.dumps(totals),
-        "pools": json.dumps(_pools(rows, pools_of, config, counters, activity, now_ms)),
+        "pools": json.dumps(pools),
+        "pool_names": json.dumps([pool["name"] for pool in pools]),
         "minutes": json.dumps(sorted([number, count] for number, count in activity[0].items())),
         "by": name,
     }

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import redis
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
@@ -105,7 +106,8 @@ async def dashboard_frame(view: fleet.View) -> dict[str, Any]:
     rows = await selectors.nodes_load(read.page.node_ids)
     summary, live, now_ms = read.summary, read.live, read.live.now_ms
     totals, counters = summary.totals, live.counters
-    pools = [pool for pool in summary.pools if not view.pool or pool["name"] == view.pool]
+    # the worker's JSON as it is, unless one pool is looked at (a frame is sent as msgspec encodes it)
+    pools = [pool for pool in summary.pools if pool["name"] == view.pool] if view.pool else msgspec.Raw(summary.pools_json)
     return {
         "type": "snapshot",
         "now_ms": now_ms,
@@ -119,7 +121,7 @@ async def dashboard_frame(view: fleet.View) -> dict[str, Any]:
             "pages": -(-read.page.rows // view.size),
             "built": read.page.built,
         },
-        "pool_names": [pool["name"] for pool in summary.pools],
+        "pool_names": msgspec.Raw(summary.pool_names_json),
         "totals": {
             "sessions": live.sessions,
             "nodes": summary.node_counts(),

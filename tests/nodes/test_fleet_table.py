@@ -15,8 +15,14 @@ from typing import Any
 import pytest
 
 from dispatch import fleet, fleet_summary, keys, nodes, protocol, store
-from nodes.dashboard import dashboard_frame
+from dispatch.outbox import json_text
+from nodes import dashboard
 from tests.clients import register_frame
+
+
+async def sent_frame(view: fleet.View) -> dict[str, Any]:
+    """A dashboard frame as its socket sends it (parts of it are the worker's JSON, passed on)."""
+    return json.loads(json_text(await dashboard.dashboard_frame(view)))
 
 KINDS = [  # languages, ready services, slots: a mix of pools, statuses and capacities
     (["zh", "en"], ("asr", "nmt", "tts"), 4),
@@ -86,7 +92,7 @@ async def whole_view(view: fleet.View) -> tuple[list[str], int, int]:
     shown: list[str] = []
     page = 0
     while True:
-        frame = await dashboard_frame(replace(view, page=page))
+        frame = await sent_frame(replace(view, page=page))
         assert frame["page"]["built"], view
         if not frame["nodes"]:
             return shown, frame["page"]["pages"], frame["page"]["rows"]
@@ -102,9 +108,9 @@ async def test_pages_cover_the_view_in_its_order_both_ways(fleet_of_nodes, sort)
     assert shown == expected and (pages, rows) == (3, NODES)
     shown, _, _ = await whole_view(fleet.View(sort=sort, desc=True))
     assert shown == expected[::-1]
-    last = await dashboard_frame(fleet.View(sort=sort, desc=True, page=2))
+    last = await sent_frame(fleet.View(sort=sort, desc=True, page=2))
     assert [row["id"] for row in last["nodes"]] == expected[:NODES - 100][::-1], "the short page read backwards"
-    past = await dashboard_frame(fleet.View(sort=sort, page=3))
+    past = await sent_frame(fleet.View(sort=sort, page=3))
     assert past["nodes"] == [] and past["page"]["rows"] == NODES
 
 
@@ -136,7 +142,7 @@ async def test_totals_and_pool_figures_equal_what_the_fleet_holds(fleet_of_nodes
     fleet_records = await records(fleet_of_nodes)
     connected = [r for r in fleet_records if r["status"] != "offline"]
     await fleet_summary.summary_compute("test-worker")
-    frame = await dashboard_frame(fleet.DEFAULT_VIEW)
+    frame = await sent_frame(fleet.DEFAULT_VIEW)
     totals = frame["totals"]
     by_status = {status: sum(1 for r in fleet_records if r["status"] == status) for status in fleet.STATUSES}
     assert totals["nodes"] == by_status and totals["node_count"] == NODES
