@@ -50,6 +50,10 @@ class Admission:
                     self.admit(waiting)
                     waiting.startReading()
 
+    def idle(self) -> bool:
+        """No connection accepted and not yet served (a stopping server waits for them)."""
+        return not self.opening and not self.waiting
+
     def connection_class(self) -> type[tcp.Server]:
         """The class for a listening port's accepted connections (its ``transport``)."""
         admission = self

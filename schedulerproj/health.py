@@ -6,8 +6,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+async def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})  # on the loop: no thread for a probe
 
 
 def readyz(request: HttpRequest) -> JsonResponse:

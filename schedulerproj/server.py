@@ -159,8 +159,10 @@ def main(argv: list[str] | None = None) -> None:
             log.warning("stopping: not every socket could be told in time; the rest are closed with 1012")
             for consumer in list(live_sockets):  # their nodes leave their pools if the store answers meanwhile
                 asyncio.ensure_future(consumer.close(code=CloseCode.RECONNECT))
-        for _ in range(int(DRAIN_GRACE_S / 0.05)):  # a socket leaves the set when its peer has closed
-            if not live_sockets:
+        # a socket leaves the set when its peer has closed; a request accepted just before the
+        # listening stopped is answered
+        for _ in range(int(DRAIN_GRACE_S / 0.05)):
+            if not live_sockets and admission.idle():
                 break
             await asyncio.sleep(0.05)
         stop_once()

@@ -60,3 +60,16 @@ def test_a_silent_peer_holds_its_place_for_a_while_only() -> None:
     clock.advance(0.2)
     assert waiting.reading
     assert silent.reading  # still served, whenever it speaks
+
+
+def test_idle_once_every_accepted_connection_was_served() -> None:
+    admission = Admission(1, hold_s=1.0, clock=Clock())
+    assert admission.idle()
+    first, second = Connection(), Connection()
+    admission.arrived(first)
+    admission.arrived(second)
+
+    admission.opened(first)
+    assert not admission.idle()  # the second is being served now
+    admission.opened(second)
+    assert admission.idle()
