@@ -54,6 +54,21 @@ class Fleet(NodeObserver):
     def heartbeat_failed(self, node: SimNode) -> None:
         self.gone.add(node.node_id or "")
 
+    async def join(self, node: SimNode) -> None:
+        """The node connects and registers, and is counted: in the fleet, refused or unreachable."""
+        try:
+            await node.connect()
+        except NodeRefused:
+            self.refused += 1
+            return
+        except UNREACHABLE:
+            self.unreachable += 1
+            return
+        assert node.ws is not None and node.node_id is not None
+        self.nodes.append(node)
+        self.sockets.append(node.ws)
+        self.node_ids.append(node.node_id)
+
     async def beat(self, ws: ClientConnection, node_id: str) -> None:
         await heartbeats(ws, node_id, sent=self.count_sent)
         self.gone.add(node_id)
@@ -70,19 +85,7 @@ async def fleet_connect(base: str, count: int, *, concurrency: int, full: bool) 
     async def one() -> None:
         for index in queue:
             if full:
-                node = SimNode(base, observer=fleet)
-                try:
-                    await node.connect()
-                except NodeRefused:
-                    fleet.refused += 1
-                    continue
-                except UNREACHABLE:
-                    fleet.unreachable += 1
-                    continue
-                assert node.ws is not None and node.node_id is not None
-                fleet.nodes.append(node)
-                fleet.sockets.append(node.ws)
-                fleet.node_ids.append(node.node_id)
+                await fleet.join(SimNode(base, observer=fleet))
                 continue
             try:
                 ws = await ws_connect(f"{base}/echo")
@@ -169,18 +172,7 @@ async def fleet_reconnect(fleet: Fleet, *, concurrency: int) -> float:
     async def one() -> None:
         for node in queue:
             node.stopping = False
-            try:
-                await node.connect()
-            except NodeRefused:
-                fleet.refused += 1
-                continue
-            except UNREACHABLE:
-                fleet.unreachable += 1
-                continue
-            assert node.ws is not None and node.node_id is not None
-            fleet.nodes.append(node)
-            fleet.sockets.append(node.ws)
-            fleet.node_ids.append(node.node_id)
+            await fleet.join(node)
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(concurrency)))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from websockets.asyncio.client import connect
 
@@ -73,8 +74,26 @@ async def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, byte
     return await asyncio.wait_for(get(), timeout)
 
 
+class Running:
+    """Something that runs in the background (its ``_run``) until stopped."""
+
+    task: asyncio.Future[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.task = asyncio.ensure_future(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
 @dataclass
-class Viewer:
+class Viewer(Running):
     """One staff member on ``/dashboard/``'s socket (its first page, the default view), reading
     every frame pushed; opened again when the server closes it."""
 
@@ -85,17 +104,8 @@ class Viewer:
     bytes: int = 0
     largest: int = 0
     closed: int = 0  # by the server, or could not be opened
-    task: asyncio.Future[None] | None = None
     first: asyncio.Event = field(default_factory=asyncio.Event)  # a frame with its page built arrived
 
-    def start(self) -> Viewer:
-        self.task = asyncio.ensure_future(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
     def count(self) -> tuple[int, int, int]:
         return self.frames, self.built, self.bytes
@@ -124,7 +134,7 @@ class Viewer:
 
 
 @dataclass
-class Scraper:
+class Scraper(Running):
     """A ``/metrics`` scrape a second, as Prometheus does; failed ones are counted."""
 
     port: int
@@ -132,16 +142,7 @@ class Scraper:
     done: int = 0
     failed: int = 0
     seconds: list[float] = field(default_factory=list)  # each scrape's wall time
-    task: asyncio.Future[None] | None = None
 
-    def start(self) -> Scraper:
-        self.task = asyncio.ensure_future(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
